@@ -1,0 +1,43 @@
+// swift-tools-version: 6.2
+//
+// Chorus: collective communication for training clusters.
+// DESIGN.md's layer table is the map; each target's dependencies below keep to it.
+import PackageDescription
+
+let package = Package(
+    name: "swift-chorus",
+    products: [
+        .executable(name: "chorus", targets: ["chorus"]),
+        .library(name: "ChorusTopology", targets: ["ChorusTopology"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // MARK: - Layer 0: vocabulary
+        .target(name: "ChorusCore", exclude: ["README.md"]),
+
+        // MARK: - Layer 1: descriptions
+        .target(
+            name: "ChorusTopology",
+            dependencies: ["ChorusCore", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]
+        ),
+
+        // MARK: - Tools
+        .executableTarget(
+            name: "chorus",
+            dependencies: [
+                "ChorusCore", "ChorusTopology",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/chorus"
+        ),
+
+        // MARK: - Tests
+        .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore"]),
+        .testTarget(name: "ChorusTopologyTests", dependencies: ["ChorusTopology"]),
+        .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
+    ]
+)

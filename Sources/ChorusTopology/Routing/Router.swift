@@ -1,0 +1,325 @@
+import ChorusCore
+
+/// Answers route queries on one topology, reusing its scratch space between queries.
+///
+/// A query runs a bidirectional breadth-first search that stops where the two searches meet, so
+/// it touches the neighbourhoods of the two endpoints rather than the whole graph: on the
+/// 65,536-chip trn2 cluster a cross-pod query visits a few thousand nodes. Scratch arrays are
+/// stamped with a generation number, so a query never clears `O(nodes)` memory.
+///
+/// A `Router` is not thread-safe; give each thread its own (they share the `Topology`).
+public final class Router {
+    public let topology: Topology
+    private var generation: UInt32 = 0
+    private var stampF: [UInt32]
+    private var stampB: [UInt32]
+    private var distF: [Int32]
+    private var distB: [Int32]
+    private var stampDag: [UInt32]
+    private var pathsPre: [Double]
+    private var share: [Double]
+    private var latencyMin: [Double]
+    private var latencyMax: [Double]
+    private var torusOf: [NodeID: (torus: Int, member: Int)]?
+
+    public init(_ topology: Topology) {
+        self.topology = topology
+        let n = topology.nodes.count
+        stampF = [UInt32](repeating: 0, count: n)
+        stampB = [UInt32](repeating: 0, count: n)
+        distF = [Int32](repeating: 0, count: n)
+        distB = [Int32](repeating: 0, count: n)
+        stampDag = [UInt32](repeating: 0, count: n)
+        pathsPre = [Double](repeating: 0, count: n)
+        share = [Double](repeating: 0, count: n)
+        latencyMin = [Double](repeating: 0, count: n)
+        latencyMax = [Double](repeating: 0, count: n)
+    }
+
+    private func nextGeneration() {
+        generation &+= 1
+        if generation == 0 {  // wrapped: clear once every 2^32 queries
+            for i in stampF.indices { stampF[i] = 0; stampB[i] = 0; stampDag[i] = 0 }
+            generation = 1
+        }
+    }
+
+    // MARK: - Shortest paths
+
+    /// The equal-cost shortest paths from `source` to `destination` (in links), and how a flow
+    /// with key `flow` spreads over them.
+    ///
+    /// Transit rules make hop counts mean what a machine does:
+    /// - CPU nodes never forward traffic between other nodes (a host is an endpoint, not a router).
+    /// - A route between two nodes of one host stays inside that host, and NICs do not forward
+    ///   there; only when the host has no internal path does the search use the whole graph.
+    ///   (Otherwise a chip-to-chip route could tie with a detour out over EFA and back.)
+    /// - Returns: `nil` when no path exists.
+    public func routes(from source: NodeID, to destination: NodeID, flow: UInt64 = 0) -> RouteSet? {
+        if source == destination {
+            return RouteSet(source: source, destination: destination, hops: 0, pathCount: 1,
+                            minimumLatency: .zero, maximumLatency: .zero, arcs: [])
+        }
+        let host = topology.nodes[source.index].host
+        if host >= 0, topology.nodes[destination.index].host == host,
+           let inside = search(from: source, to: destination, flow: flow, withinHost: host) {
+            return inside
+        }
+        return search(from: source, to: destination, flow: flow, withinHost: nil)
+    }
+
+    /// Whether a route may pass through `node` (other than as its source or destination).
+    @inline(__always)
+    private func mayTransit(_ node: Int, withinHost host: Int?) -> Bool {
+        let n = topology.nodes[node]
+        if let host, n.host != host { return false }
+        switch n.kind {
+        case .accelerator, .switch: return true
+        case .cpu: return false
+        case .nic: return host == nil
+        }
+    }
+
+    private func search(from source: NodeID, to destination: NodeID, flow: UInt64, withinHost host: Int?) -> RouteSet? {
+        let t = topology
+        nextGeneration()
+        let gen = generation
+        stampF[source.index] = gen; distF[source.index] = 0
+        stampB[destination.index] = gen; distB[destination.index] = 0
+        var levelsF: [[NodeID]] = [[source]]
+        var levelsB: [[NodeID]] = [[destination]]
+        var best = Int32.max
+        var expandedForward = true
+
+        while best == .max {
+            let fSize = levelsF.last!.count, bSize = levelsB.last!.count
+            if fSize == 0 || bSize == 0 { return nil }
+            expandedForward = fSize <= bSize
+            let level = Int32(expandedForward ? levelsF.count : levelsB.count)
+            var next: [NodeID] = []
+            for v in (expandedForward ? levelsF.last! : levelsB.last!) {
+                for arc in t.arcs(from: v) {
+                    let w = t.head(arc).index
+                    guard w == source.index || w == destination.index || mayTransit(w, withinHost: host) else { continue }
+                    if expandedForward {
+                        if stampF[w] != gen {
+                            stampF[w] = gen; distF[w] = level; next.append(NodeID(w))
+                            if stampB[w] == gen { best = min(best, level + distB[w]) }
+                        }
+                    } else {
+                        if stampB[w] != gen {
+                            stampB[w] = gen; distB[w] = level; next.append(NodeID(w))
+                            if stampF[w] == gen { best = min(best, level + distF[w]) }
+                        }
+                    }
+                }
+            }
+            if expandedForward { levelsF.append(next) } else { levelsB.append(next) }
+        }
+        let d = Int(best)
+        // Cut level c: every shortest path crosses one node at forward distance c whose forward
+        // and backward distances are both known.
+        let c = expandedForward ? levelsF.count - 1 : d - (levelsB.count - 1)
+        let middle = levelsF[c].filter { stampB[$0.index] == gen && Int(distB[$0.index]) == d - c }
+
+        // Collect DAG arcs: forward half from the middle back to the source, backward half from
+        // the middle on to the destination. `dagLevel` of an arc = forward distance of its tail.
+        var dag: [(arc: ArcID, level: Int)] = []
+        var frontier = middle
+        for v in middle { stampDag[v.index] = gen }
+        var l = c
+        while l > 0 {
+            var previous: [NodeID] = []
+            for v in frontier {
+                for arc in t.arcs(from: v) {
+                    let u = t.head(arc)
+                    guard stampF[u.index] == gen, Int(distF[u.index]) == l - 1 else { continue }
+                    dag.append((ArcID(rawValue: arc.rawValue ^ 1), l - 1))
+                    if stampDag[u.index] != gen { stampDag[u.index] = gen; previous.append(u) }
+                }
+            }
+            frontier = previous
+            l -= 1
+        }
+        frontier = middle
+        var k = d - c
+        while k > 0 {
+            var following: [NodeID] = []
+            for v in frontier {
+                for arc in t.arcs(from: v) {
+                    let w = t.head(arc)
+                    guard stampB[w.index] == gen, Int(distB[w.index]) == k - 1 else { continue }
+                    dag.append((arc, d - k))
+                    if stampDag[w.index] != gen { stampDag[w.index] = gen; following.append(w) }
+                }
+            }
+            frontier = following
+            k -= 1
+        }
+        dag.sort { $0.level != $1.level ? $0.level < $1.level : $0.arc < $1.arc }
+
+        // Path counts, latencies and shares, level by level (tails before heads).
+        for entry in dag {
+            let u = t.tail(entry.arc).index, w = t.head(entry.arc).index
+            pathsPre[u] = 0; pathsPre[w] = 0; share[u] = 0; share[w] = 0
+            latencyMin[u] = .infinity; latencyMin[w] = .infinity; latencyMax[u] = -.infinity; latencyMax[w] = -.infinity
+        }
+        pathsPre[source.index] = 1; share[source.index] = 1
+        latencyMin[source.index] = 0; latencyMax[source.index] = 0
+        var result: [ArcShare] = []
+        result.reserveCapacity(dag.count)
+        var i = 0
+        while i < dag.count {
+            // Group the arcs leaving one tail at one level (they are contiguous per level only
+            // by arc id, so gather by tail within the level).
+            let level = dag[i].level
+            var j = i
+            while j < dag.count && dag[j].level == level { j += 1 }
+            var byTail: [Int: [ArcID]] = [:]
+            var tails: [Int] = []
+            for e in dag[i..<j] {
+                let u = t.tail(e.arc).index
+                if byTail[u] == nil { tails.append(u) }
+                byTail[u, default: []].append(e.arc)
+            }
+            for u in tails {
+                let out = byTail[u]!
+                let spray = out.count > 1 && out.allSatisfy { t.link($0).pathPolicy == .spray }
+                // Spraying splits in proportion to capacity (5 of 18 NVLink lanes carry 5/18).
+                let totalCapacity = spray ? out.reduce(0.0) { $0 + t.link($1).capacity.bytesPerSecond } : 1
+                let chosen = out.count == 1 || spray ? -1 : Int(Router.mix(flow, UInt64(u)) % UInt64(out.count))
+                for (index, arc) in out.enumerated() {
+                    let w = t.head(arc).index
+                    let lat = t.link(arc).latency.inSeconds
+                    pathsPre[w] += pathsPre[u]
+                    latencyMin[w] = min(latencyMin[w], latencyMin[u] + lat)
+                    latencyMax[w] = max(latencyMax[w], latencyMax[u] + lat)
+                    let s: Double
+                    if out.count == 1 {
+                        s = share[u]
+                    } else if spray {
+                        s = share[u] * t.link(arc).capacity.bytesPerSecond / totalCapacity
+                    } else {
+                        s = index == chosen ? share[u] : 0
+                    }
+                    share[w] += s
+                    result.append(ArcShare(arc: arc, share: s, level: level))
+                }
+            }
+            i = j
+        }
+        let dst = destination.index
+        return RouteSet(source: source, destination: destination, hops: d, pathCount: pathsPre[dst],
+                        minimumLatency: .seconds(latencyMin[dst]), maximumLatency: .seconds(latencyMax[dst]), arcs: result)
+    }
+
+    /// The route set between the nodes of two ranks.
+    public func routes(from a: Rank, to b: Rank, flow: UInt64 = 0) -> RouteSet? {
+        routes(from: topology.ranks[a.rawValue], to: topology.ranks[b.rawValue], flow: flow)
+    }
+
+    /// SplitMix64 finalizer over the flow key and the branch node: a fixed, seedless hash, so the
+    /// same flow takes the same path in every run.
+    static func mix(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        var z = a &+ 0x9E37_79B9_7F4A_7C15 &* (b &+ 1)
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    // MARK: - Dimension-order routes on tori
+
+    /// The dimension-order route between two members of one torus: along dimension 0 first, then
+    /// 1, and so on, each the short way round (ties go in the positive direction), as torus
+    /// networks route deterministically.
+    /// - Throws: `TopologyError.notOnOneTorus` when the two nodes do not share a torus.
+    public func dimensionOrderRoute(from a: NodeID, to b: NodeID) throws -> [ArcID] {
+        if torusOf == nil {
+            var map: [NodeID: (Int, Int)] = [:]
+            for (ti, torus) in topology.tori.enumerated() {
+                for (m, node) in torus.members.enumerated() where map[node] == nil { map[node] = (ti, m) }
+            }
+            torusOf = map
+        }
+        guard let (ta, ma) = torusOf![a], let (tb, mb) = torusOf![b], ta == tb else {
+            throw TopologyError.notOnOneTorus(topology.nodes[a.index].name, topology.nodes[b.index].name)
+        }
+        let torus = topology.tori[ta]
+        var here = torus.coordinates(ofMember: ma)
+        let goal = torus.coordinates(ofMember: mb)
+        var route: [ArcID] = []
+        for d in torus.dimensions.indices {
+            let k = torus.dimensions[d]
+            while here[d] != goal[d] {
+                let forward = (goal[d] - here[d] + k) % k
+                let step: Int
+                if torus.wraps[d] { step = forward <= k - forward ? 1 : -1 } else { step = goal[d] > here[d] ? 1 : -1 }
+                var next = here
+                next[d] = (here[d] + step + k) % k
+                let from = torus.members[torus.member(at: here)], to = torus.members[torus.member(at: next)]
+                guard let arc = topology.arcs(from: from).first(where: { topology.head($0) == to }) else {
+                    preconditionFailure("torus members \(here) and \(next) are not linked")
+                }
+                route.append(arc)
+                here = next
+            }
+        }
+        return route
+    }
+
+    // MARK: - Single-source distances
+
+    /// Hop distances from `source` to every node (`-1` where unreachable), and for each node the
+    /// smallest latency among its hop-shortest paths, in seconds, under the same transit rules
+    /// as `routes(from:to:)`.
+    public func distances(from source: NodeID) -> (hops: [Int32], latency: [Double]) {
+        var (hops, latency) = bfs(from: source, withinHost: nil)
+        let host = topology.nodes[source.index].host
+        if host >= 0 {
+            let (inHops, inLatency) = bfs(from: source, withinHost: host)
+            for v in hops.indices where topology.nodes[v].host == host && inHops[v] >= 0 {
+                hops[v] = inHops[v]
+                latency[v] = inLatency[v]
+            }
+        }
+        return (hops, latency)
+    }
+
+    private func bfs(from source: NodeID, withinHost host: Int?) -> (hops: [Int32], latency: [Double]) {
+        let t = topology
+        var hops = [Int32](repeating: -1, count: t.nodes.count)
+        var latency = [Double](repeating: .infinity, count: t.nodes.count)
+        hops[source.index] = 0
+        latency[source.index] = 0
+        var frontier = [source]
+        var level: Int32 = 0
+        while !frontier.isEmpty {
+            level += 1
+            var next: [NodeID] = []
+            for v in frontier {
+                let lv = latency[v.index]
+                for arc in t.arcs(from: v) {
+                    let w = t.head(arc).index
+                    if let host, t.nodes[w].host != host { continue }
+                    if hops[w] < 0 {
+                        hops[w] = level
+                        // Reached, but it forwards nothing further unless it may transit.
+                        if mayTransit(w, withinHost: host) { next.append(NodeID(w)) }
+                    }
+                    if hops[w] == level {
+                        latency[w] = min(latency[w], lv + t.link(arc).latency.inSeconds)
+                    }
+                }
+            }
+            frontier = next
+        }
+        return (hops, latency)
+    }
+}
+
+extension Topology {
+    /// The equal-cost shortest paths between two nodes (a one-off query; use a `Router` for many).
+    public func routes(from a: NodeID, to b: NodeID, flow: UInt64 = 0) -> RouteSet? {
+        Router(self).routes(from: a, to: b, flow: flow)
+    }
+}
