@@ -35,12 +35,16 @@ public struct Node: Hashable, Sendable {
     public var memory: ByteCount?
     /// How fast that memory reads or writes, when the file says; local reductions run at this rate.
     public var memoryBandwidth: Bandwidth?
+    /// A NIC's line rate per direction, when the file says; a fabric port link never runs faster.
+    public var lineRate: Bandwidth?
 
-    public init(name: String, kind: NodeKind, host: Int, memory: ByteCount? = nil, memoryBandwidth: Bandwidth? = nil) {
+    public init(name: String, kind: NodeKind, host: Int, memory: ByteCount? = nil, memoryBandwidth: Bandwidth? = nil,
+                lineRate: Bandwidth? = nil) {
         self.name = name
         self.kind = kind
         self.host = host
         self.memory = memory
         self.memoryBandwidth = memoryBandwidth
+        self.lineRate = lineRate
     }
 }

@@ -34,7 +34,7 @@ public enum TopologyError: Error, CustomStringConvertible, Sendable {
 extension Topology {
     /// Checks the rank mapping: at least one rank, ranks on accelerators or CPUs, one rank per
     /// node, and every rank connected to rank 0.
-    func checkRanks() throws {
+    func checkRanks(connectivity: Bool = true) throws {
         guard !ranks.isEmpty else { throw TopologyError.build("the topology has no ranks; say which nodes run ranks with 'ranks:'") }
         var seen = [Int32](repeating: -1, count: nodes.count)
         for (r, node) in ranks.enumerated() {
@@ -47,6 +47,7 @@ extension Topology {
             }
             seen[node.index] = Int32(r)
         }
+        guard connectivity else { return }
         let reached = reachable(from: ranks[0])
         if let lost = ranks.firstIndex(where: { !reached[$0.index] }) {
             throw TopologyError.build("rank \(lost) ('\(nodes[ranks[lost].index].name)') cannot reach rank 0 ('\(nodes[ranks[0].index].name)'): no chain of links joins them")

@@ -108,12 +108,26 @@ extension Topology {
         }
     }
 
+    /// Each NIC counts its network links, capped at its line rate, or its line rate alone when it
+    /// has no network links (a single instance whose fabric is not described).
     func scaleOutPerRank() -> Bandwidth? {
-        var perHost: [Int: Double] = [:]
+        var perNIC: [Int: Double] = [:]
         for l in links where l.kind.isNetwork {
-            for end in [l.a, l.b] where nodes[end.index].kind == .nic && nodes[end.index].host >= 0 {
-                perHost[nodes[end.index].host, default: 0] += l.capacity.bytesPerSecond
+            for end in [l.a, l.b] where nodes[end.index].kind == .nic {
+                perNIC[end.index, default: 0] += l.capacity.bytesPerSecond
             }
+        }
+        var perHost: [Int: Double] = [:]
+        for (i, n) in nodes.enumerated() where n.kind == .nic && n.host >= 0 {
+            let linked = perNIC[i]
+            let rate = n.lineRate?.bytesPerSecond
+            let value: Double? = switch (linked, rate) {
+            case let (l?, r?): min(l, r)
+            case let (l?, nil): l
+            case let (nil, r?): r
+            default: nil
+            }
+            if let value { perHost[n.host, default: 0] += value }
         }
         guard !perHost.isEmpty else { return nil }
         var ranksPerHost: [Int: Int] = [:]

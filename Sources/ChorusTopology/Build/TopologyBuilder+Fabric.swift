@@ -40,8 +40,9 @@ public struct FabricDescription: Hashable, Sendable {
         try plan(ports: ports).leafDownlinks
     }
 
-    /// Chooses tiers and the leaf split.
-    func plan(ports: Int) throws -> (tiers: Int, leafDownlinks: Int, radix: Int) {
+    /// Chooses tiers and the leaf split for `ports` endpoints.
+    /// - Throws: `TopologyError.build` when the shape cannot hold that many endpoints.
+    public func plan(ports: Int) throws -> (tiers: Int, leafDownlinks: Int, radix: Int) {
         switch shape {
         case .crossbar:
             return (1, max(ports, 1), max(ports, 2))
@@ -105,7 +106,10 @@ extension TopologyBuilder {
         for i in 0..<leafCount { leaves.append(try addNode("\(leafName)\(i)", kind: .switch, host: -1)) }
         for (p, slot) in slots.enumerated() {
             guard let endpoint = slot else { continue }
-            try addLink(endpoint, leaves[p / d1], attributes)
+            // A port runs at the slower of the fabric's link and the NIC's line rate.
+            var port = attributes
+            if let rate = node(endpoint).lineRate, rate < port.bandwidth { port.bandwidth = rate }
+            try addLink(endpoint, leaves[p / d1], port)
         }
         switchesPerTier.append(leafCount)
 

@@ -78,9 +78,18 @@ public struct TopologyBuilder {
     private func checkNewName(_ name: String) throws {
         guard !name.isEmpty else { throw TopologyError.build("a node name must not be empty") }
         if let existing = names[name] {
-            throw TopologyError.build("duplicate node name '\(name)' (already \(nodes[existing.index].kind) #\(existing.rawValue))")
+            if let (family, members) = families.first(where: { $0.value.contains(existing) }) {
+                let index = members.firstIndex(of: existing)!
+                throw TopologyError.build("duplicate node name '\(name)': member \(index) of family '\(family)' already has that name")
+            }
+            throw TopologyError.build("duplicate node name '\(name)': a \(nodes[existing.index].kind) already has that name")
         }
         if families[name] != nil { throw TopologyError.build("duplicate name '\(name)': a family has that name") }
+    }
+
+    /// Records a NIC's line rate (per direction).
+    public mutating func setLineRate(of node: NodeID, _ rate: Bandwidth) {
+        nodes[node.index].lineRate = rate
     }
 
     /// The node with this name, or the single member of a one-node family.

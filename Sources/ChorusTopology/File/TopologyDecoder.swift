@@ -9,6 +9,8 @@ import Foundation
 struct TopologyDecoder {
     let reader: YAMLReader
     var session: LoadSession
+    /// Names whose declarations failed: references to them are not reported again.
+    var failedNames: Set<String> = []
 
     static let topLevelKeys = ["topology", "summary", "schema", "parameters", "path-policy", "nodes", "links", "ranks", "compose", "fabric"]
     static let linkAttributeKeys = ["kind", "bandwidth", "latency", "count", "path-policy"]
@@ -16,7 +18,11 @@ struct TopologyDecoder {
 
     // MARK: - Document
 
-    mutating func decodeTopology(_ root: YAMLValue, overrides: [String: Int], inline: Bool) -> Topology? {
+    /// - Parameters:
+    ///   - inline: an instance written inside a `compose` (no name needed; sees the parent's parameters).
+    ///   - asInstance: the topology is a composition's instance, whose ranks may meet only through
+    ///     the fabric: connectivity is checked on the composed result instead.
+    mutating func decodeTopology(_ root: YAMLValue, overrides: [String: Int], inline: Bool, asInstance: Bool = false) -> Topology? {
         guard let fields = reader.mapping(root, inline ? "instance" : "", allowed: Self.topLevelKeys,
                                           required: inline ? [] : ["topology"]) else { return nil }
         let name = fields["topology"].flatMap { reader.name($0, "", field: "topology") } ?? (inline ? "instance" : "topology")
@@ -63,11 +69,11 @@ struct TopologyDecoder {
         }
         guard let ranks = fields["ranks"] else { return nil }
         guard let rankNodes = decodeRanks(ranks, builder: builder) else { return nil }
+        guard reader.diagnostics.isEmpty else { return nil }
         builder.setRanks(rankNodes)
         let topology = builder.freeze()
-        guard reader.diagnostics.isEmpty else { return topology }
         do {
-            try topology.checkRanks()
+            try topology.checkRanks(connectivity: !asInstance)
         } catch let error as TopologyError {
             reader.report(ranks, "ranks", error.description)
         } catch {}
@@ -115,10 +121,12 @@ struct TopologyDecoder {
 
     // MARK: - Nodes
 
-    private func decodeNode(_ entry: YAMLValue, into builder: inout TopologyBuilder) {
+    private mutating func decodeNode(_ entry: YAMLValue, into builder: inout TopologyBuilder) {
+        let before = reader.diagnostics.count
         let raw = rawName(entry, "name")
+        defer { if reader.diagnostics.count > before, let raw { failedNames.insert(raw) } }
         let context = raw.map { "node '\($0)'" } ?? "node"
-        guard let f = reader.mapping(entry, context, allowed: ["name", "kind", "count", "host", "per-host", "memory", "memory-bandwidth"],
+        guard let f = reader.mapping(entry, context, allowed: ["name", "kind", "count", "host", "per-host", "memory", "memory-bandwidth", "line-rate"],
                                      required: ["name", "kind"]) else { return }
         let name = f["name"].flatMap { reader.name($0, context, field: "name") }
         let kind = f["kind"].flatMap { reader.choice($0, context, field: "kind", as: NodeKind.self) }
@@ -129,6 +137,10 @@ struct TopologyDecoder {
         let perHost = f["per-host"].flatMap { reader.integer($0, context, field: "per-host", minimum: 1) }
         let memory = f["memory"].flatMap { reader.size($0, context, field: "memory") }
         let memoryBandwidth = f["memory-bandwidth"].flatMap { reader.bandwidth($0, context, field: "memory-bandwidth") }
+        let lineRate = f["line-rate"].flatMap { reader.bandwidth($0, context, field: "line-rate") }
+        if f.has("line-rate"), let kind, kind != .nic {
+            reader.report(f.keyLocation("line-rate")!, "\(context): 'line-rate' applies to nodes of kind nic, not \(kind)")
+        }
         if f.has("per-host") && !f.has("count") {
             reader.report(f.keyLocation("per-host")!, "\(context): 'per-host' applies to a family; add 'count'")
         }
@@ -143,6 +155,9 @@ struct TopologyDecoder {
             }
             if memory != nil || memoryBandwidth != nil {
                 for m in members { builder.setMemory(of: m, size: memory, bandwidth: memoryBandwidth) }
+            }
+            if let lineRate, kind == .nic {
+                for m in members { builder.setLineRate(of: m, lineRate) }
             }
         } catch let error as TopologyError {
             reader.report(f["name"]!, context, error.description)
@@ -205,15 +220,17 @@ struct TopologyDecoder {
         }
         guard let attributes = decodeAttributes(fields, context, defaultPolicy: defaultPolicy) else { return }
 
+        let failed = failedNames
         func group(_ key: String) -> [NodeID]? {
             guard let v = f[key], let name = reader.string(v, context, field: key) else { return nil }
             if let g = builder.group(name) { return g }
-            reader.report(v, context, "unknown node or family '\(name)'\(nameSuggestion(name, builder))")
+            if !failed.contains(name) { reader.report(v, context, "unknown node or family '\(name)'\(nameSuggestion(name, builder))") }
             return nil
         }
         func node(_ key: String) -> NodeID? {
             guard let v = f[key], let name = reader.string(v, context, field: key) else { return nil }
             if let n = builder.lookup(name) { return n }
+            if failed.contains(name) || failed.contains(where: { name.hasPrefix($0) && Int(name.dropFirst($0.count)) != nil }) { return nil }
             if builder.families[name] != nil {
                 reader.report(v, context, "'\(name)' is a family; a single link joins two nodes (use 'attach', 'crossbar' or a member such as '\(name)0')")
             } else {
@@ -296,6 +313,12 @@ struct TopologyDecoder {
     }
 
     private func nameSuggestion(_ name: String, _ builder: TopologyBuilder) -> String {
+        // `c9` when family `c` has 4 members: say what the members are.
+        for family in builder.familyOrder where name.hasPrefix(family) {
+            if let index = Int(name.dropFirst(family.count)), index >= 0, let members = builder.families[family] {
+                return "; family '\(family)' has members \(family)0 to \(family)\(members.count - 1)"
+            }
+        }
         guard builder.nodeCount < 5000 else { return "" }
         let candidates = Array(builder.names.keys) + builder.familyOrder
         return reader.suggestion(name, among: candidates)
@@ -326,7 +349,9 @@ struct TopologyDecoder {
         for entry in entries {
             guard let name = reader.string(entry, "ranks", field: "ranks") else { continue }
             guard let group = builder.group(name) else {
-                reader.report(entry, "ranks", "unknown node or family '\(name)'\(nameSuggestion(name, builder))")
+                if !failedNames.contains(name) {
+                    reader.report(entry, "ranks", "unknown node or family '\(name)'\(nameSuggestion(name, builder))")
+                }
                 continue
             }
             nodes += group
@@ -402,10 +427,10 @@ struct TopologyDecoder {
         if let iv = f["instance"] {
             if case .mapping = iv.node {
                 var nested = TopologyDecoder(reader: reader, session: session)
-                instance = nested.decodeTopology(iv, overrides: [:], inline: true)
+                instance = nested.decodeTopology(iv, overrides: [:], inline: true, asInstance: true)
                 session = nested.session
             } else if let path = reader.string(iv, context, field: "instance") {
-                instance = session.loadFile(resolveInclude(path, from: reader.file), overrides: [:], includedFrom: iv.location)
+                instance = session.loadFile(resolveInclude(path, from: reader.file), overrides: [:], includedFrom: iv.location, asInstance: true)
             }
         }
         var fabric: FabricSpec?

@@ -120,9 +120,9 @@ struct LoadSession {
         }
     }
 
-    mutating func loadFile(_ path: String, overrides: [String: Int], includedFrom: SourceLocation?) -> Topology? {
+    mutating func loadFile(_ path: String, overrides: [String: Int], includedFrom: SourceLocation?, asInstance: Bool = false) -> Topology? {
         guard let text = readText(path, includedFrom: includedFrom) else { return nil }
-        return loadText(text, file: path, overrides: overrides, includedFrom: includedFrom)
+        return loadText(text, file: path, overrides: overrides, includedFrom: includedFrom, asInstance: asInstance)
     }
 
     mutating func readText(_ path: String, includedFrom: SourceLocation?) -> String? {
@@ -143,7 +143,7 @@ struct LoadSession {
         return text
     }
 
-    mutating func loadText(_ text: String, file: String, overrides: [String: Int], includedFrom: SourceLocation?) -> Topology? {
+    mutating func loadText(_ text: String, file: String, overrides: [String: Int], includedFrom: SourceLocation?, asInstance: Bool = false) -> Topology? {
         let canonical = canonicalPath(file)
         if let index = stack.firstIndex(where: { $0.canonical == canonical }) {
             let chain = (stack[index...].map(\.shown) + [file]).joined(separator: " -> ")
@@ -159,7 +159,7 @@ struct LoadSession {
             return nil
         }
         var decoder = TopologyDecoder(reader: reader, session: self)
-        let topology = decoder.decodeTopology(root, overrides: overrides, inline: false)
+        let topology = decoder.decodeTopology(root, overrides: overrides, inline: false, asInstance: asInstance)
         self = decoder.session
         diagnostics += reader.diagnostics
         return topology

@@ -50,8 +50,12 @@ final class YAMLReader {
         report(value.location, context.isEmpty ? message : "\(context): \(message)")
     }
 
+    /// The text being parsed (for locating duplicate keys, which Yams reports at the mapping).
+    private var text = ""
+
     /// Parses a document. An empty or comment-only file, or a syntax error, is reported and gives `nil`.
     func parseDocument(_ text: String) -> YAMLValue? {
+        self.text = text
         do {
             guard let root = try Yams.compose(yaml: text) else {
                 report(.start(of: file), "the file is empty; expected a topology mapping with at least a 'topology' name")
@@ -79,7 +83,8 @@ final class YAMLReader {
             report(SourceLocation(file: file, line: mark.line, column: mark.column), "syntax error: \(problem)\(where_)")
         case .duplicatedKeysInMapping(let duplicates, let context):
             let keys = duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")
-            report(SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
+            let start = SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+            report(secondOccurrence(of: duplicates.sorted().first ?? "", after: start) ?? start,
                    "duplicate key \(keys) in one mapping; each key may appear once")
         case .reader(let problem, let offset, _, let yaml):
             var line = 1, column = 1
@@ -92,6 +97,28 @@ final class YAMLReader {
         default:
             report(.start(of: file), "cannot parse: \(error)")
         }
+    }
+
+    /// Where `key:` appears for the second time at or after `start`: Yams names the mapping,
+    /// but the user wants the line that repeats the key.
+    private func secondOccurrence(of key: String, after start: SourceLocation) -> SourceLocation? {
+        guard !key.isEmpty else { return nil }
+        var seen = 0
+        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where i + 1 >= start.line {
+            var search = line[...]
+            while let range = search.range(of: key) {
+                let before = range.lowerBound == line.startIndex ? " " : line[line.index(before: range.lowerBound)]
+                let after = line[range.upperBound...].drop { $0 == " " }
+                if (before == " " || before == "{" || before == "," || before == "\t" || before == "\"") && (after.hasPrefix(":") || after.hasPrefix("\":")) {
+                    seen += 1
+                    if seen == 2 {
+                        return SourceLocation(file: file, line: i + 1, column: line.distance(from: line.startIndex, to: range.lowerBound) + 1)
+                    }
+                }
+                search = line[range.upperBound...]
+            }
+        }
+        return nil
     }
 
     // MARK: - Mappings
@@ -136,7 +163,8 @@ final class YAMLReader {
 
     /// `" (did you mean 'bandwidth'?)"` when a known key is one or two edits away.
     func suggestion(_ word: String, among candidates: [String]) -> String {
-        let best = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }.min { $0.1 < $1.1 }
+        let best = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
+            .min { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
         guard let (candidate, distance) = best, distance <= max(1, min(2, word.count / 3)) else { return "" }
         return " (did you mean '\(candidate)'?)"
     }

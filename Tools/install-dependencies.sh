@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Chorus needs, skipping those already present.
+# Used by Tools/setup.sh (the README's first command) and by .ci/run, so the list lives here only.
+set -euo pipefail
+
+packages=(
+  pkg-config        # locates system libraries for SwiftPM
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-dependencies: all packages present (${packages[*]})"
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-dependencies: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"

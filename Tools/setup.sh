@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian machine with Swift to a working Chorus: installs the system
+# packages, builds the `chorus` tool in release mode, and runs the default job on a built-in
+# default (the summary of a shipped Trainium2 system).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+Tools/install-dependencies.sh
+swift build -c release --product chorus
+echo
+echo "== chorus topo show aws-trn2.48xlarge"
+.build/release/chorus topo show aws-trn2.48xlarge
+echo
+echo "== chorus topo show aws-trn2-cluster-4096   (65,536 Trainium2 chips)"
+.build/release/chorus topo show aws-trn2-cluster-4096
+echo
+echo "The tool is at .build/release/chorus; 'chorus --help' lists the subcommands."
