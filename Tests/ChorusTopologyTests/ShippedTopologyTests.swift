@@ -154,6 +154,12 @@ struct ShippedTopologyTests {
         #expect(far.hops == 8)
         #expect(far.pathCount == 1024)
         #expect(abs(far.bottleneck(in: t).gigabytesPerSecond - 25) < 1e-9)
+        // Only the two end instances and fabric switches appear on the route.
+        for a in far.arcs {
+            for node in [t.tail(a.arc), t.head(a.arc)] {
+                #expect([0, 4000, nil].contains(c.instance(of: node)), "\(t.nodes[node.index].name)")
+            }
+        }
         let s = t.summarize()
         #expect(s.diameter.hops == 8 && s.diameter.exactness == .exact)
         #expect(s.bisection.bandwidth.gigabytesPerSecond == 65_536 / 2 * 25)

@@ -26,7 +26,7 @@ public struct RouteSet: Sendable {
     /// Sum of link latencies along the fastest and the slowest shortest path.
     public let minimumLatency: Duration
     public let maximumLatency: Duration
-    /// Every arc on some shortest path, ordered by level then arc id.
+    /// Every arc on some shortest path, ordered by level, then tail node, then arc id.
     public let arcs: [ArcShare]
 
     /// The arcs the flow actually uses (share above zero).

@@ -22,8 +22,17 @@ public final class Router {
     private var latencyMax: [Double]
     private var torusOf: [NodeID: (torus: Int, member: Int)]?
 
+    private let heads: [Int32]
+    private let arcs: [ArcID]
+    private let kinds: [NodeKind]
+    private let hosts: [Int32]
+
     public init(_ topology: Topology) {
         self.topology = topology
+        heads = topology.arcHeadList
+        arcs = topology.arcList
+        kinds = topology.nodeKindList
+        hosts = topology.nodeHostList
         let n = topology.nodes.count
         stampF = [UInt32](repeating: 0, count: n)
         stampB = [UInt32](repeating: 0, count: n)
@@ -54,6 +63,8 @@ public final class Router {
     /// - A route between two nodes of one host stays inside that host, and NICs do not forward
     ///   there; only when the host has no internal path does the search use the whole graph.
     ///   (Otherwise a chip-to-chip route could tie with a detour out over EFA and back.)
+    /// - In a composition, an instance forwards nothing between other instances: a route
+    ///   enters only the instances of its two ends.
     /// - Returns: `nil` when no path exists.
     public func routes(from source: NodeID, to destination: NodeID, flow: UInt64 = 0) -> RouteSet? {
         if source == destination {
@@ -68,20 +79,35 @@ public final class Router {
         return search(from: source, to: destination, flow: flow, withinHost: nil)
     }
 
+    /// The composition instance of each end of the current search (`-1` outside compositions).
+    private var endInstances: (Int, Int) = (-1, -1)
+    private lazy var instanceSize: Int = topology.composition?.instanceNodeCount ?? 0
+    private lazy var firstFabricNode: Int = topology.composition?.firstFabricNode.index ?? Int.max
+
     /// Whether a route may pass through `node` (other than as its source or destination).
     @inline(__always)
-    private func mayTransit(_ node: Int, withinHost host: Int?) -> Bool {
-        let n = topology.nodes[node]
-        if let host, n.host != host { return false }
-        switch n.kind {
+    private func mayTransit(_ node: Int, withinHost host: Int?, ignoringInstances: Bool = false) -> Bool {
+        if let host, Int(hosts[node]) != host { return false }
+        if !ignoringInstances && instanceSize > 0 && node < firstFabricNode {
+            let instance = node / instanceSize
+            if instance != endInstances.0 && instance != endInstances.1 { return false }
+        }
+        switch kinds[node] {
         case .accelerator, .switch: return true
         case .cpu: return false
         case .nic: return host == nil
         }
     }
 
+    /// The composition instance of a node; `-1` for fabric switches and outside compositions.
+    @inline(__always)
+    private func instance(of node: NodeID) -> Int {
+        instanceSize > 0 && node.index < firstFabricNode ? node.index / instanceSize : -1
+    }
+
     private func search(from source: NodeID, to destination: NodeID, flow: UInt64, withinHost host: Int?) -> RouteSet? {
         let t = topology
+        endInstances = (instance(of: source), instance(of: destination))
         nextGeneration()
         let gen = generation
         stampF[source.index] = gen; distF[source.index] = 0
@@ -98,8 +124,8 @@ public final class Router {
             let level = Int32(expandedForward ? levelsF.count : levelsB.count)
             var next: [NodeID] = []
             for v in (expandedForward ? levelsF.last! : levelsB.last!) {
-                for arc in t.arcs(from: v) {
-                    let w = t.head(arc).index
+                for j in t.arcRange(v.index) {
+                    let w = Int(heads[j])
                     guard w == source.index || w == destination.index || mayTransit(w, withinHost: host) else { continue }
                     if expandedForward {
                         if stampF[w] != gen {
@@ -124,17 +150,17 @@ public final class Router {
 
         // Collect DAG arcs: forward half from the middle back to the source, backward half from
         // the middle on to the destination. `dagLevel` of an arc = forward distance of its tail.
-        var dag: [(arc: ArcID, level: Int)] = []
+        var dag: [(arc: ArcID, tail: Int32, level: Int32)] = []
         var frontier = middle
         for v in middle { stampDag[v.index] = gen }
         var l = c
         while l > 0 {
             var previous: [NodeID] = []
             for v in frontier {
-                for arc in t.arcs(from: v) {
-                    let u = t.head(arc)
+                for j in t.arcRange(v.index) {
+                    let u = NodeID(rawValue: heads[j])
                     guard stampF[u.index] == gen, Int(distF[u.index]) == l - 1 else { continue }
-                    dag.append((ArcID(rawValue: arc.rawValue ^ 1), l - 1))
+                    dag.append((ArcID(rawValue: arcs[j].rawValue ^ 1), u.rawValue, Int32(l - 1)))
                     if stampDag[u.index] != gen { stampDag[u.index] = gen; previous.append(u) }
                 }
             }
@@ -146,17 +172,18 @@ public final class Router {
         while k > 0 {
             var following: [NodeID] = []
             for v in frontier {
-                for arc in t.arcs(from: v) {
-                    let w = t.head(arc)
+                for j in t.arcRange(v.index) {
+                    let w = NodeID(rawValue: heads[j])
                     guard stampB[w.index] == gen, Int(distB[w.index]) == k - 1 else { continue }
-                    dag.append((arc, d - k))
+                    dag.append((arcs[j], v.rawValue, Int32(d - k)))
                     if stampDag[w.index] != gen { stampDag[w.index] = gen; following.append(w) }
                 }
             }
             frontier = following
             k -= 1
         }
-        dag.sort { $0.level != $1.level ? $0.level < $1.level : $0.arc < $1.arc }
+        // Level, then tail, then arc: each branch point's arcs are one contiguous run.
+        dag.sort { ($0.level, $0.tail, $0.arc.rawValue) < ($1.level, $1.tail, $1.arc.rawValue) }
 
         // Path counts, latencies and shares, level by level (tails before heads).
         for entry in dag {
@@ -170,41 +197,39 @@ public final class Router {
         result.reserveCapacity(dag.count)
         var i = 0
         while i < dag.count {
-            // Group the arcs leaving one tail at one level (they are contiguous per level only
-            // by arc id, so gather by tail within the level).
-            let level = dag[i].level
+            let u = Int(dag[i].tail), level = Int(dag[i].level)
             var j = i
-            while j < dag.count && dag[j].level == level { j += 1 }
-            var byTail: [Int: [ArcID]] = [:]
-            var tails: [Int] = []
-            for e in dag[i..<j] {
-                let u = t.tail(e.arc).index
-                if byTail[u] == nil { tails.append(u) }
-                byTail[u, default: []].append(e.arc)
+            var spray = true
+            var totalCapacity = 0.0
+            while j < dag.count && dag[j].tail == dag[i].tail && dag[j].level == dag[i].level {
+                let link = t.link(dag[j].arc)
+                spray = spray && link.pathPolicy == .spray
+                totalCapacity += link.capacity.bytesPerSecond
+                j += 1
             }
-            for u in tails {
-                let out = byTail[u]!
-                let spray = out.count > 1 && out.allSatisfy { t.link($0).pathPolicy == .spray }
-                // Spraying splits in proportion to capacity (5 of 18 NVLink lanes carry 5/18).
-                let totalCapacity = spray ? out.reduce(0.0) { $0 + t.link($1).capacity.bytesPerSecond } : 1
-                let chosen = out.count == 1 || spray ? -1 : Int(Router.mix(flow, UInt64(u)) % UInt64(out.count))
-                for (index, arc) in out.enumerated() {
-                    let w = t.head(arc).index
-                    let lat = t.link(arc).latency.inSeconds
-                    pathsPre[w] += pathsPre[u]
-                    latencyMin[w] = min(latencyMin[w], latencyMin[u] + lat)
-                    latencyMax[w] = max(latencyMax[w], latencyMax[u] + lat)
-                    let s: Double
-                    if out.count == 1 {
-                        s = share[u]
-                    } else if spray {
-                        s = share[u] * t.link(arc).capacity.bytesPerSecond / totalCapacity
-                    } else {
-                        s = index == chosen ? share[u] : 0
-                    }
-                    share[w] += s
-                    result.append(ArcShare(arc: arc, share: s, level: level))
+            let fanOut = j - i
+            spray = spray && fanOut > 1
+            // Spraying splits in proportion to capacity (5 of 18 NVLink lanes carry 5/18);
+            // a single-path branch sends everything down the next hop the flow hash picks.
+            let chosen = fanOut == 1 || spray ? -1 : Int(Router.mix(flow, UInt64(u)) % UInt64(fanOut))
+            for index in 0..<fanOut {
+                let arc = dag[i + index].arc
+                let link = t.link(arc)
+                let w = t.head(arc).index
+                let lat = link.latency.inSeconds
+                pathsPre[w] += pathsPre[u]
+                latencyMin[w] = min(latencyMin[w], latencyMin[u] + lat)
+                latencyMax[w] = max(latencyMax[w], latencyMax[u] + lat)
+                let s: Double
+                if fanOut == 1 {
+                    s = share[u]
+                } else if spray {
+                    s = share[u] * link.capacity.bytesPerSecond / totalCapacity
+                } else {
+                    s = index == chosen ? share[u] : 0
                 }
+                share[w] += s
+                result.append(ArcShare(arc: arc, share: s, level: level))
             }
             i = j
         }
@@ -285,8 +310,13 @@ public final class Router {
         return (hops, latency)
     }
 
+    /// Single-source search. In a composition, a node of an instance other than the source's
+    /// forwards only within its own instance (a route may enter the destination's instance but
+    /// never cross a third one).
     private func bfs(from source: NodeID, withinHost host: Int?) -> (hops: [Int32], latency: [Double]) {
         let t = topology
+        let sourceInstance = instance(of: source)
+        endInstances = (sourceInstance, -2)
         var hops = [Int32](repeating: -1, count: t.nodes.count)
         var latency = [Double](repeating: .infinity, count: t.nodes.count)
         hops[source.index] = 0
@@ -298,13 +328,23 @@ public final class Router {
             var next: [NodeID] = []
             for v in frontier {
                 let lv = latency[v.index]
-                for arc in t.arcs(from: v) {
-                    let w = t.head(arc).index
-                    if let host, t.nodes[w].host != host { continue }
+                let vInstance = instance(of: v)
+                let confined = vInstance >= 0 && vInstance != sourceInstance
+                for j in t.arcRange(v.index) {
+                    let w = Int(heads[j])
+                    let arc = arcs[j]
+                    if let host, Int(hosts[w]) != host { continue }
+                    if confined && instance(of: NodeID(w)) != vInstance { continue }
                     if hops[w] < 0 {
                         hops[w] = level
-                        // Reached, but it forwards nothing further unless it may transit.
-                        if mayTransit(w, withinHost: host) { next.append(NodeID(w)) }
+                        // Reached, but it forwards nothing further unless it may transit. A node
+                        // of another instance is entered (it may be the target's instance) and
+                        // then forwards only inside it.
+                        let wInstance = instance(of: NodeID(w))
+                        let transit = wInstance >= 0 && wInstance != sourceInstance
+                            ? mayTransit(w, withinHost: host, ignoringInstances: true)
+                            : mayTransit(w, withinHost: host)
+                        if transit { next.append(NodeID(w)) }
                     }
                     if hops[w] == level {
                         latency[w] = min(latency[w], lv + t.link(arc).latency.inSeconds)

@@ -1,0 +1,25 @@
+// swift-tools-version: 6.1
+//
+// Chorus micro-benchmarks (package-benchmark). A nested package, so the library never depends
+// on the benchmark harness. Run from this folder:
+//     swift package benchmark
+import PackageDescription
+
+let package = Package(
+    name: "ChorusBenchmarks",
+    dependencies: [
+        .package(name: "swift-chorus", path: "../.."),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "TopologyBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "ChorusTopology", package: "swift-chorus"),
+            ],
+            path: "Benchmarks/TopologyBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)
