@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "chorus", targets: ["chorus"]),
         .library(name: "ChorusTopology", targets: ["ChorusTopology"]),
+        .library(name: "ChorusSchedule", targets: ["ChorusSchedule"]),
+        .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -16,12 +18,25 @@ let package = Package(
     ],
     targets: [
         // MARK: - Layer 0: vocabulary
-        .target(name: "ChorusCore", exclude: ["README.md"]),
+        .target(name: "ChorusCore", dependencies: [.product(name: "Yams", package: "Yams")], exclude: ["README.md"]),
 
         // MARK: - Layer 1: descriptions
         .target(
             name: "ChorusTopology",
             dependencies: ["ChorusCore", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]
+        ),
+
+        .target(
+            name: "ChorusSchedule",
+            dependencies: ["ChorusCore", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]
+        ),
+
+        // MARK: - Layer 2: algorithms
+        .target(
+            name: "ChorusAlgorithms",
+            dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule"],
             exclude: ["README.md"]
         ),
 
@@ -38,6 +53,8 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "ChorusCoreTests", dependencies: ["ChorusCore"]),
         .testTarget(name: "ChorusTopologyTests", dependencies: ["ChorusTopology"]),
+        .testTarget(name: "ChorusScheduleTests", dependencies: ["ChorusSchedule"]),
+        .testTarget(name: "ChorusAlgorithmsTests", dependencies: ["ChorusAlgorithms"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )

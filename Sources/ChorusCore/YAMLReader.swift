@@ -1,16 +1,15 @@
-import ChorusCore
 import Yams
 
 /// A YAML (or JSON) value with its position, read through `Yams.Node` so every problem can be
 /// reported at `file:line:column`.
-struct YAMLValue {
-    let node: Yams.Node
-    let location: SourceLocation
+package struct YAMLValue {
+    package let node: Yams.Node
+    package let location: SourceLocation
 
-    var scalarText: String? { node.scalar?.string }
+    package var scalarText: String? { node.scalar?.string }
 
     /// A short rendering of the value for messages: the scalar itself, or its shape.
-    var shortDescription: String {
+    package var shortDescription: String {
         switch node {
         case .scalar(let s): return "'\(s.string)'"
         case .mapping: return "a mapping"
@@ -22,31 +21,31 @@ struct YAMLValue {
 
 /// Reads typed fields out of YAML and collects diagnostics; a field that fails to read yields
 /// `nil` and a diagnostic, so one pass reports every problem in a file.
-final class YAMLReader {
-    let file: String
-    private(set) var diagnostics: [Diagnostic] = []
+package final class YAMLReader {
+    package let file: String
+    package private(set) var diagnostics: [Diagnostic] = []
     /// Integer parameters visible to `$name` references.
-    var parameters: [String: Int]
+    package var parameters: [String: Int]
 
-    init(file: String, parameters: [String: Int] = [:]) {
+    package init(file: String, parameters: [String: Int] = [:]) {
         self.file = file
         self.parameters = parameters
     }
 
     // MARK: - Locations and reporting
 
-    func location(of node: Yams.Node) -> SourceLocation {
+    package func location(of node: Yams.Node) -> SourceLocation {
         guard let mark = node.mark else { return .start(of: file) }
         return SourceLocation(file: file, line: mark.line, column: mark.column)
     }
 
-    func value(_ node: Yams.Node) -> YAMLValue { YAMLValue(node: node, location: location(of: node)) }
+    package func value(_ node: Yams.Node) -> YAMLValue { YAMLValue(node: node, location: location(of: node)) }
 
-    func report(_ location: SourceLocation, _ message: String) {
+    package func report(_ location: SourceLocation, _ message: String) {
         diagnostics.append(Diagnostic(location, message))
     }
 
-    func report(_ value: YAMLValue, _ context: String, _ message: String) {
+    package func report(_ value: YAMLValue, _ context: String, _ message: String) {
         report(value.location, context.isEmpty ? message : "\(context): \(message)")
     }
 
@@ -54,7 +53,7 @@ final class YAMLReader {
     private var text = ""
 
     /// Parses a document. An empty or comment-only file, or a syntax error, is reported and gives `nil`.
-    func parseDocument(_ text: String) -> YAMLValue? {
+    package func parseDocument(_ text: String) -> YAMLValue? {
         self.text = text
         do {
             guard let root = try Yams.compose(yaml: text) else {
@@ -124,18 +123,18 @@ final class YAMLReader {
     // MARK: - Mappings
 
     /// The fields of a mapping, keyed by name, in file order.
-    struct Fields {
-        let value: YAMLValue
-        var entries: [(key: String, keyLocation: SourceLocation, value: YAMLValue)]
+    package struct Fields {
+        package let value: YAMLValue
+        package var entries: [(key: String, keyLocation: SourceLocation, value: YAMLValue)]
 
-        subscript(key: String) -> YAMLValue? { entries.first { $0.key == key }?.value }
-        func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
-        func keyLocation(_ key: String) -> SourceLocation? { entries.first { $0.key == key }?.keyLocation }
-        var keys: [String] { entries.map(\.key) }
+        package subscript(key: String) -> YAMLValue? { entries.first { $0.key == key }?.value }
+        package func has(_ key: String) -> Bool { entries.contains { $0.key == key } }
+        package func keyLocation(_ key: String) -> SourceLocation? { entries.first { $0.key == key }?.keyLocation }
+        package var keys: [String] { entries.map(\.key) }
     }
 
     /// Reads a mapping, reporting unknown keys (with a suggestion) and missing required keys.
-    func mapping(_ value: YAMLValue, _ context: String, allowed: [String], required: [String] = []) -> Fields? {
+    package func mapping(_ value: YAMLValue, _ context: String, allowed: [String], required: [String] = []) -> Fields? {
         guard case .mapping(let m) = value.node else {
             report(value, context, "expected a mapping with keys \(list(allowed)), found \(value.shortDescription)")
             return nil
@@ -159,10 +158,10 @@ final class YAMLReader {
         return fields
     }
 
-    func list(_ names: [String]) -> String { names.joined(separator: ", ") }
+    package func list(_ names: [String]) -> String { names.joined(separator: ", ") }
 
     /// `" (did you mean 'bandwidth'?)"` when a known key is one or two edits away.
-    func suggestion(_ word: String, among candidates: [String]) -> String {
+    package func suggestion(_ word: String, among candidates: [String]) -> String {
         let best = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
             .min { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
         guard let (candidate, distance) = best, distance <= max(1, min(2, word.count / 3)) else { return "" }
@@ -171,7 +170,7 @@ final class YAMLReader {
 
     // MARK: - Scalars
 
-    func string(_ value: YAMLValue, _ context: String, field: String) -> String? {
+    package func string(_ value: YAMLValue, _ context: String, field: String) -> String? {
         guard let text = value.scalarText, case .scalar = value.node else {
             report(value, context, "'\(field)' must be text, found \(value.shortDescription)")
             return nil
@@ -180,7 +179,7 @@ final class YAMLReader {
     }
 
     /// A name: non-empty, no spaces or slashes (slashes separate instance prefixes in composed names).
-    func name(_ value: YAMLValue, _ context: String, field: String) -> String? {
+    package func name(_ value: YAMLValue, _ context: String, field: String) -> String? {
         guard let text = string(value, context, field: field) else { return nil }
         guard !text.isEmpty, !text.contains(where: { $0 == " " || $0 == "/" || $0 == "\t" }) else {
             report(value, context, "'\(field)' must be a non-empty name without spaces or '/', found '\(text)'")
@@ -190,7 +189,7 @@ final class YAMLReader {
     }
 
     /// An integer, or `$parameter`.
-    func integer(_ value: YAMLValue, _ context: String, field: String, minimum: Int? = nil) -> Int? {
+    package func integer(_ value: YAMLValue, _ context: String, field: String, minimum: Int? = nil) -> Int? {
         guard let text = value.scalarText, case .scalar = value.node else {
             report(value, context, "'\(field)' must be an integer, found \(value.shortDescription)")
             return nil
@@ -217,7 +216,7 @@ final class YAMLReader {
         return result
     }
 
-    func number(_ value: YAMLValue, _ context: String, field: String, minimum: Double) -> Double? {
+    package func number(_ value: YAMLValue, _ context: String, field: String, minimum: Double) -> Double? {
         guard let text = value.scalarText, case .scalar = value.node, let n = Double(text), n.isFinite else {
             report(value, context, "'\(field)' must be a number, found \(value.shortDescription)")
             return nil
@@ -229,7 +228,7 @@ final class YAMLReader {
         return n
     }
 
-    func bool(_ value: YAMLValue, _ context: String, field: String) -> Bool? {
+    package func bool(_ value: YAMLValue, _ context: String, field: String) -> Bool? {
         switch value.scalarText?.lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -239,7 +238,7 @@ final class YAMLReader {
         }
     }
 
-    func sequence(_ value: YAMLValue, _ context: String, field: String) -> [YAMLValue]? {
+    package func sequence(_ value: YAMLValue, _ context: String, field: String) -> [YAMLValue]? {
         guard case .sequence(let s) = value.node else {
             report(value, context, "'\(field)' must be a list, found \(value.shortDescription)")
             return nil
@@ -248,7 +247,7 @@ final class YAMLReader {
     }
 
     /// A positive bandwidth with a unit.
-    func bandwidth(_ value: YAMLValue, _ context: String, field: String) -> Bandwidth? {
+    package func bandwidth(_ value: YAMLValue, _ context: String, field: String) -> Bandwidth? {
         guard let text = value.scalarText, case .scalar = value.node else {
             report(value, context, "'\(field)' must be a bandwidth such as 200Gbps or 256GB/s, found \(value.shortDescription)")
             return nil
@@ -275,7 +274,7 @@ final class YAMLReader {
     }
 
     /// A positive duration with a unit.
-    func duration(_ value: YAMLValue, _ context: String, field: String) -> Duration? {
+    package func duration(_ value: YAMLValue, _ context: String, field: String) -> Duration? {
         guard let text = value.scalarText, case .scalar = value.node else {
             report(value, context, "'\(field)' must be a duration such as 1.5us or 500ns, found \(value.shortDescription)")
             return nil
@@ -305,7 +304,7 @@ final class YAMLReader {
     }
 
     /// A positive size with a unit (`96GiB`, `32GB`).
-    func size(_ value: YAMLValue, _ context: String, field: String) -> ByteCount? {
+    package func size(_ value: YAMLValue, _ context: String, field: String) -> ByteCount? {
         guard let text = value.scalarText, case .scalar = value.node,
               let (_, unit) = splitNumberAndUnit(text), !unit.isEmpty,
               let size = ByteCount(parsing: text, decimalWhenBSpelled: true), size.bytes > 0 else {
@@ -316,7 +315,7 @@ final class YAMLReader {
     }
 
     /// One of an enumeration's raw values.
-    func choice<T: RawRepresentable & CaseIterable>(_ value: YAMLValue, _ context: String, field: String, as: T.Type) -> T? where T.RawValue == String {
+    package func choice<T: RawRepresentable & CaseIterable>(_ value: YAMLValue, _ context: String, field: String, as: T.Type) -> T? where T.RawValue == String {
         let names = T.allCases.map(\.rawValue)
         guard let text = value.scalarText, case .scalar = value.node else {
             report(value, context, "'\(field)' must be one of \(list(names)), found \(value.shortDescription)")
@@ -331,7 +330,7 @@ final class YAMLReader {
 }
 
 /// Levenshtein distance, for "did you mean" suggestions.
-func editDistance(_ a: String, _ b: String) -> Int {
+package func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     if a.isEmpty { return b.count }
     if b.isEmpty { return a.count }
