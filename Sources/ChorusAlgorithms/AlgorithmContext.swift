@@ -25,12 +25,15 @@ public struct AlgorithmContext: Sendable {
     /// A ring through one group's local indices that follows fast links (e.g. a Hamiltonian
     /// cycle of the instance's torus); the natural order when nil.
     public var groupRing: [Int]?
+    /// Two link-disjoint Hamiltonian cycles of the torus, when the search found them.
+    public var torusCycles: ([Int], [Int])?
 
     public init(ranks: Int, torus: TorusPattern? = nil, groupSize: Int? = nil, groupRing: [Int]? = nil) {
         self.ranks = ranks
         self.torus = torus
         self.groupSize = groupSize
         self.groupRing = groupRing
+        if let torus, torus.count == ranks, ranks <= 1024 { torusCycles = torus.disjointHamiltonianCycles() }
     }
 
     /// The context of the first `ranks` ranks of `topology` (all of them by default).
@@ -43,7 +46,9 @@ public struct AlgorithmContext: Sendable {
         self.ranks = n
         let rankNodes = Array(topology.ranks.prefix(n))
         if let t = topology.tori.first(where: { $0.members == rankNodes }) {
-            torus = TorusPattern(dimensions: t.dimensions, wraps: t.wraps)
+            let pattern = TorusPattern(dimensions: t.dimensions, wraps: t.wraps)
+            torus = pattern
+            if n <= 1024 { torusCycles = pattern.disjointHamiltonianCycles() }
         }
         if let c = topology.composition {
             let g = c.instance.rankCount

@@ -119,8 +119,13 @@ public struct Op: Hashable, Sendable {
     /// Whether a receive combines with `source` (or its destination) rather than overwriting.
     public var reducing: Bool
     /// Earlier ops of this rank this op must wait for, beyond those its data and channel order
-    /// imply (indices into the program).
-    public var after: [Int32]
+    /// imply (indices into the program). Stored as an optional so that the common op, with
+    /// none, copies without reference counting.
+    public var after: [Int32] {
+        get { explicitAfter ?? [] }
+        set { explicitAfter = newValue.isEmpty ? nil : newValue }
+    }
+    @usableFromInline var explicitAfter: [Int32]?
 
     public init(kind: Kind, peer: Int32, channel: Int32, source: BufferSlice?, destination: BufferSlice?, reducing: Bool, after: [Int32] = []) {
         self.kind = kind
@@ -129,7 +134,7 @@ public struct Op: Hashable, Sendable {
         self.source = source
         self.destination = destination
         self.reducing = reducing
-        self.after = after
+        self.explicitAfter = after.isEmpty ? nil : after
     }
 
     @inlinable
@@ -176,6 +181,20 @@ public struct Op: Hashable, Sendable {
         }
     }
 
+    /// Calls `body` with each slice this op reads (no allocation: this runs once per op of a
+    /// two-million-op schedule).
+    @inlinable
+    public func forEachRead(_ body: (BufferSlice) throws -> Void) rethrows {
+        switch kind {
+        case .send: if let source { try body(source) }
+        case .recv: if reducing { try body(source ?? destination!) }
+        case .copy: if let source { try body(source) }
+        case .reduce:
+            try body(source!)
+            try body(destination!)
+        }
+    }
+
     /// Slices this op reads.
     public var reads: [BufferSlice] {
         switch kind {
@@ -210,6 +229,12 @@ public struct RankProgram: Hashable, Sendable {
     public var ops: [Op]
 
     public init(_ ops: [Op] = []) { self.ops = ops }
+
+    /// An empty program with room for `capacity` ops.
+    public init(reservingCapacity capacity: Int) {
+        ops = []
+        ops.reserveCapacity(capacity)
+    }
 
     @inlinable public var count: Int { ops.count }
 

@@ -60,11 +60,11 @@ public struct StorageMap: Sendable {
 ///   (direction, peer, channel) queue was posted.
 public struct ProgramGraph: Sendable {
     /// `predecessors(of: i)` are the ops op `i` waits for to complete.
-    let predecessorOffsets: [Int32]
-    let predecessorList: [Int32]
+    public let predecessorOffsets: [Int32]
+    public let predecessorList: [Int32]
     /// The ops that wait for op `i`.
-    let successorOffsets: [Int32]
-    let successorList: [Int32]
+    public let successorOffsets: [Int32]
+    public let successorList: [Int32]
     /// The previous op in op `i`'s message queue, or `-1`.
     public let queuePredecessor: [Int32]
     /// The next op in op `i`'s message queue, or `-1`.
@@ -78,6 +78,13 @@ public struct ProgramGraph: Sendable {
 
     public func successors(of op: Int) -> ArraySlice<Int32> {
         successorList[Int(successorOffsets[op])..<Int(successorOffsets[op + 1])]
+    }
+
+    /// Every rank's graph, derived on all cores (with the in-place aliasing every engine uses).
+    public static func all(_ schedule: Schedule, programs: [RankProgram]) -> [ProgramGraph] {
+        parallelMap(schedule.ranks) { r in
+            ProgramGraph(program: programs[r], storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: r, aliased: true))
+        }
     }
 
     /// Derives the graph. `program` must be structurally valid (chunks in range).
@@ -98,7 +105,7 @@ public struct ProgramGraph: Sendable {
 
         for (i, op) in program.ops.enumerated() {
             scratch.removeAll(keepingCapacity: true)
-            for slice in op.reads {
+            op.forEachRead { slice in
                 slice.chunks.forEach { c in
                     let s = storage.slot(slice.buffer, c)
                     if lastWriter[s] >= 0 { scratch.append(lastWriter[s]) }
@@ -115,7 +122,7 @@ public struct ProgramGraph: Sendable {
                     }
                 }
             }
-            scratch.append(contentsOf: op.after)
+            if let after = op.explicitAfter { scratch.append(contentsOf: after) }
             if scratch.count > 1 {
                 scratch.sort()
                 var unique = 0
@@ -129,7 +136,7 @@ public struct ProgramGraph: Sendable {
             offsets[i + 1] = Int32(list.count)
 
             // Record this op's reads, then its write (a read-modify-write leaves itself as writer).
-            for slice in op.reads {
+            op.forEachRead { slice in
                 slice.chunks.forEach { c in
                     let s = storage.slot(slice.buffer, c)
                     readerOp.append(Int32(i))

@@ -1,4 +1,5 @@
 import ChorusCore
+import Dispatch
 
 extension Schedule {
     /// Checks what can be checked without running: every op names ranks, chunks and channels
@@ -6,6 +7,11 @@ extension Schedule {
     /// receives pair up per (sender, receiver, channel) with the same count and chunk sizes.
     /// - Throws: `ScheduleError.malformed` naming the rank and op.
     public func validate(programs: [RankProgram]) throws {
+        _ = try index(programs: programs)
+    }
+
+    /// Validates, and returns every op in flat arrays with each message's matching op.
+    func index(programs: [RankProgram]) throws -> ScheduleIndex {
         guard ranks >= 1 else { throw ScheduleError.malformed("a schedule needs at least one rank") }
         guard layout.chunksPerBlock >= 1 else { throw ScheduleError.malformed("chunks per block must be at least 1") }
         guard channels >= 1 else { throw ScheduleError.malformed("a schedule needs at least one channel") }
@@ -13,26 +19,35 @@ extension Schedule {
             throw ScheduleError.malformed("root \(root) is not a rank (0...\(ranks - 1))")
         }
         let k = layout.chunksPerBlock
-        // Per (sender, receiver, channel): the position-in-block profile of each message.
-        var sends: [Int64: [(op: Int, profile: [Int32])]] = [:]
-        var recvs: [Int64: [(op: Int, profile: [Int32])]] = [:]
+        // Per (sender, receiver, channel): the ops of each message, in order.
+        var sends: [Int64: [Int32]] = [:]
+        var recvs: [Int64: [Int32]] = [:]
         func key(_ a: Int, _ b: Int, _ c: Int) -> Int64 { (Int64(a) << 40) | (Int64(b) << 16) | Int64(c) }
 
         for (r, program) in programs.enumerated() {
             for (i, op) in program.ops.enumerated() {
                 func fail(_ what: String) -> ScheduleError { .malformed("rank \(r), op \(i) (\(describe(op))): \(what)") }
-                for slice in [op.source, op.destination].compactMap({ $0 }) {
+                func check(_ slice: BufferSlice?) throws {
+                    guard let slice else { return }
                     let limit = layout.chunkCount(slice.buffer)
                     if slice.chunks.isEmpty { throw fail("names no chunks") }
-                    var seen = Set<Int>()
-                    try slice.chunks.forEach { c in
-                        guard c >= 0, c < limit else {
+                    func inRange(_ run: Range<Int32>) throws {
+                        guard run.lowerBound >= 0, Int(run.upperBound) <= limit else {
+                            let c = run.lowerBound < 0 ? Int(run.lowerBound) : max(Int(run.lowerBound), limit)
                             throw fail(limit == 0 ? "uses the \(slice.buffer) buffer, which this schedule does not have"
                                                   : "chunk \(c) is outside the \(slice.buffer) buffer (chunks 0...\(limit - 1))")
                         }
-                        guard seen.insert(c).inserted else { throw fail("names \(slice.buffer) chunk \(c) twice") }
+                    }
+                    try inRange(slice.chunks.first)
+                    // One run cannot name a chunk twice; several runs might.
+                    if let rest = slice.chunks.rest {
+                        for run in rest { try inRange(run) }
+                        let all = slice.chunks.chunks.sorted()
+                        for j in 1..<all.count where all[j] == all[j - 1] { throw fail("names \(slice.buffer) chunk \(all[j]) twice") }
                     }
                 }
+                try check(op.source)
+                try check(op.destination)
                 switch op.kind {
                 case .send, .recv:
                     guard (0..<ranks).contains(Int(op.peer)) else { throw fail("peer \(op.peer) is not a rank (0...\(ranks - 1))") }
@@ -40,52 +55,68 @@ extension Schedule {
                     guard (0..<channels).contains(Int(op.channel)) else { throw fail("channel \(op.channel) does not exist (0...\(channels - 1))") }
                     if op.kind == .send {
                         guard let s = op.source, op.destination == nil else { throw fail("a send needs exactly a source") }
-                        sends[key(r, Int(op.peer), Int(op.channel)), default: []].append((i, profile(s.chunks, k)))
+                        sends[key(r, Int(op.peer), Int(op.channel)), default: []].append(Int32(i))
                     } else {
                         guard let d = op.destination else { throw fail("a receive needs a destination") }
                         if let o = op.source, o.chunks.count != d.chunks.count {
                             throw fail("the reduce operand has \(o.chunks.count) chunks but the destination has \(d.chunks.count)")
                         }
-                        if let o = op.source, profile(o.chunks, k) != profile(d.chunks, k) {
+                        if let o = op.source, !sameProfile(o.chunks, d.chunks, k) {
                             throw fail("the reduce operand's chunks differ in size from the destination's")
                         }
                         if op.source != nil && !op.reducing { throw fail("only a reducing receive takes an operand") }
-                        recvs[key(Int(op.peer), r, Int(op.channel)), default: []].append((i, profile(d.chunks, k)))
+                        recvs[key(Int(op.peer), r, Int(op.channel)), default: []].append(Int32(i))
                     }
                 case .copy, .reduce:
                     guard let s = op.source, let d = op.destination else { throw fail("needs a source and a destination") }
                     guard s.chunks.count == d.chunks.count else {
                         throw fail("reads \(s.chunks.count) chunks but writes \(d.chunks.count)")
                     }
-                    guard profile(s.chunks, k) == profile(d.chunks, k) else {
+                    guard sameProfile(s.chunks, d.chunks, k) else {
                         throw fail("source and destination chunks differ in size (they must sit at the same positions within their blocks)")
                     }
                 }
-                for a in op.after where a < 0 || Int(a) >= i {
+                for a in op.explicitAfter ?? [] where a < 0 || Int(a) >= i {
                     throw fail("'after' names op \(a); it may name only earlier ops (0...\(i - 1))")
                 }
             }
         }
-        for (k, list) in sends {
-            let (a, b, c) = (Int(k >> 40), Int((k >> 16) & 0xFFFFFF), Int(k & 0xFFFF))
-            let matching = recvs[k] ?? []
+        var base = [Int](repeating: 0, count: ranks + 1)
+        for r in 0..<ranks { base[r + 1] = base[r] + programs[r].count }
+        var match = [Int32](repeating: -1, count: base[ranks])
+        for (queue, list) in sends {
+            let (a, b, c) = (Int(queue >> 40), Int((queue >> 16) & 0xFFFFFF), Int(queue & 0xFFFF))
+            let matching = recvs[queue] ?? []
             guard list.count == matching.count else {
                 throw ScheduleError.malformed("rank \(a) sends \(list.count) message\(list.count == 1 ? "" : "s") to rank \(b)\(c > 0 ? " on channel \(c)" : "") but rank \(b) receives \(matching.count) from rank \(a)")
             }
-            for (s, r) in zip(list, matching) where s.profile != r.profile {
-                throw ScheduleError.malformed("rank \(a), op \(s.op) sends \(s.profile.count) chunk(s) to rank \(b), whose matching op \(r.op) receives \(r.profile.count) chunk(s) of different sizes")
+            for (s32, r32) in zip(list, matching) {
+                let s = Int(s32), r = Int(r32)
+                let sent = programs[a].ops[s].source!.chunks, received = programs[b].ops[r].destination!.chunks
+                if !sameProfile(sent, received, k) {
+                    throw ScheduleError.malformed("rank \(a), op \(s) sends \(sent.count) chunk(s) to rank \(b), whose matching op \(r) receives \(received.count) chunk(s) of different sizes")
+                }
+                match[base[a] + s] = Int32(base[b] + r)
+                match[base[b] + r] = Int32(base[a] + s)
             }
         }
-        for (k, list) in recvs where sends[k] == nil {
-            let (a, b, c) = (Int(k >> 40), Int((k >> 16) & 0xFFFFFF), Int(k & 0xFFFF))
+        for (queue, list) in recvs where sends[queue] == nil {
+            let (a, b, c) = (Int(queue >> 40), Int((queue >> 16) & 0xFFFFFF), Int(queue & 0xFFFF))
             throw ScheduleError.malformed("rank \(b) receives \(list.count) message\(list.count == 1 ? "" : "s") from rank \(a)\(c > 0 ? " on channel \(c)" : "") but rank \(a) sends none to rank \(b)")
         }
+        return ScheduleIndex(base: base, match: match)
     }
 
-    private func profile(_ chunks: ChunkList, _ k: Int) -> [Int32] {
-        var p: [Int32] = []
-        chunks.forEach { p.append(Int32($0 % k)) }
-        return p
+    /// Whether two chunk lists have the same length and the same positions within blocks, so
+    /// their sizes agree for every message size.
+    private func sameProfile(_ a: ChunkList, _ b: ChunkList, _ k: Int) -> Bool {
+        guard a.count == b.count else { return false }
+        if k == 1 { return true }
+        if a.rest == nil && b.rest == nil {
+            // Two runs of consecutive chunks step through positions in lockstep.
+            return Int(a.first.lowerBound) % k == Int(b.first.lowerBound) % k
+        }
+        return a.chunks.map { $0 % k } == b.chunks.map { $0 % k }
     }
 
     func describe(_ op: Op) -> String { op.summary }
@@ -93,93 +124,133 @@ extension Schedule {
 
 // MARK: - The rendezvous engine
 
+/// Every op of a schedule in one numbering (`base[r] + i` is rank r's op i), with the op each
+/// send or receive is matched with (`-1` for local ops). Built by validation.
+struct ScheduleIndex {
+    let base: [Int]
+    let match: [Int32]
+    var total: Int { base.last ?? 0 }
+}
+
 /// Runs every rank's program to completion under the schedule semantics, calling back for
 /// local ops and matched transfers. The verifier and the reference interpreter are this engine
 /// with different payloads.
 ///
-/// Order of execution is deterministic (a FIFO worklist, ranks in index order), but results do
-/// not depend on it: dependencies come from data, so every valid order computes the same bytes.
+/// An op is *posted* once the ops it depends on are complete and the previous op of its message
+/// queue has been posted; a local op completes when posted, and a send and its receive complete
+/// together once both are posted (rendezvous). Order of execution is deterministic (a FIFO
+/// worklist), but results do not depend on it: dependencies come from data, so every valid order
+/// computes the same bytes.
 struct RendezvousRunner {
     let programs: [RankProgram]
     let graphs: [ProgramGraph]
+    let index: ScheduleIndex
+    // Flat, global copies of the graphs, built once (struct copies inside the loop cost more
+    // than the work, and a proof runs the engine twice).
+    private let rankOf: FlatArray<Int32>
+    private let isLocal: FlatArray<Bool>
+    private let isSend: FlatArray<Bool>
+    private let predecessorCount: FlatArray<Int32>
+    private let queuePred: FlatArray<Int32>
+    private let queueSucc: FlatArray<Int32>
+    private let successorOffsets: FlatArray<Int32>
+    private let successorList: FlatArray<Int32>
 
-    private struct Queue {
-        var sends: [Int32] = []
-        var recvs: [Int32] = []
-        var matched = 0
+    init(programs: [RankProgram], graphs: [ProgramGraph], index: ScheduleIndex) {
+        self.programs = programs
+        self.graphs = graphs
+        self.index = index
+        let n = programs.count
+        let total = index.total
+        var successorBase = [Int](repeating: 0, count: n + 1)
+        for r in 0..<n { successorBase[r + 1] = successorBase[r] + graphs[r].successorList.count }
+        rankOf = FlatArray(repeating: 0, count: total)
+        isLocal = FlatArray(repeating: false, count: total)
+        isSend = FlatArray(repeating: false, count: total)
+        predecessorCount = FlatArray(repeating: 0, count: total)
+        queuePred = FlatArray(repeating: -1, count: total)
+        queueSucc = FlatArray(repeating: -1, count: total)
+        successorOffsets = FlatArray(repeating: 0, count: total + 1)
+        successorList = FlatArray(repeating: 0, count: max(successorBase[n], 1))
+        // Ranks fill disjoint regions of the flat tables, so they fill them in parallel.
+        nonisolated(unsafe) let out = (rankOf: rankOf.buffer, isLocal: isLocal.buffer, isSend: isSend.buffer, preds: predecessorCount.buffer,
+                                       qp: queuePred.buffer, qs: queueSucc.buffer, so: successorOffsets.buffer, sl: successorList.buffer)
+        let base = index.base
+        let successorStart = successorBase
+        DispatchQueue.concurrentPerform(iterations: n) { r in
+            let g = graphs[r]
+            let b = base[r]
+            let sb = successorStart[r]
+            programs[r].ops.withUnsafeBufferPointer { ops in
+                for i in 0..<ops.count {
+                    let id = b + i
+                    out.rankOf[id] = Int32(r)
+                    out.isLocal[id] = ops[i].kind == .copy || ops[i].kind == .reduce
+                    out.isSend[id] = ops[i].kind == .send
+                    out.preds[id] = g.predecessorOffsets[i + 1] - g.predecessorOffsets[i]
+                    if g.queuePredecessor[i] >= 0 { out.qp[id] = Int32(b) + g.queuePredecessor[i] }
+                    if g.queueSuccessor[i] >= 0 { out.qs[id] = Int32(b) + g.queueSuccessor[i] }
+                    for j in Int(g.successorOffsets[i])..<Int(g.successorOffsets[i + 1]) { out.sl[sb + j] = Int32(b) + g.successorList[j] }
+                    out.so[id + 1] = Int32(sb) + g.successorOffsets[i + 1]
+                }
+            }
+        }
     }
 
     /// - Throws: what the callbacks throw, or `ScheduleError.deadlock` naming stuck ranks.
     func run(local: (_ rank: Int, _ op: Int) throws -> Void,
              transfer: (_ sender: Int, _ send: Int, _ receiver: Int, _ recv: Int) throws -> Void) throws {
-        let n = programs.count
-        var base = [Int](repeating: 0, count: n + 1)
-        for r in 0..<n { base[r + 1] = base[r] + programs[r].count }
-        let total = base[n]
-        var remaining = [Int32](repeating: 0, count: total)
+        let base = index.base
+        let total = index.total
+        let match = index.match
+        var remaining = Array(predecessorCount.buffer)
         var posted = [Bool](repeating: false, count: total)
         var queued = [Bool](repeating: false, count: total)
         var done = [Bool](repeating: false, count: total)
-        var worklist: [(Int32, Int32)] = []
+        var worklist: [Int32] = []
         worklist.reserveCapacity(total)
-        var queues: [Int64: Queue] = [:]
 
-        func ready(_ r: Int, _ i: Int) -> Bool {
-            let g = graphs[r]
-            let qp = Int(g.queuePredecessor[i])
-            return remaining[base[r] + i] == 0 && (qp < 0 || posted[base[r] + qp])
+        func enqueue(_ id: Int) {
+            guard !queued[id], remaining[id] == 0 else { return }
+            let qp = Int(queuePred[id])
+            guard qp < 0 || posted[qp] else { return }
+            queued[id] = true
+            worklist.append(Int32(id))
         }
-        func enqueue(_ r: Int, _ i: Int) {
-            let id = base[r] + i
-            if !queued[id] && ready(r, i) {
-                queued[id] = true
-                worklist.append((Int32(r), Int32(i)))
+        func complete(_ id: Int) {
+            done[id] = true
+            for j in Int(successorOffsets[id])..<Int(successorOffsets[id + 1]) {
+                let s = Int(successorList[j])
+                remaining[s] -= 1
+                enqueue(s)
             }
         }
-        for r in 0..<n {
-            let g = graphs[r]
-            for i in 0..<programs[r].count { remaining[base[r] + i] = Int32(g.predecessors(of: i).count) }
-        }
-        for r in 0..<n { for i in 0..<programs[r].count { enqueue(r, i) } }
-
-        func complete(_ r: Int, _ i: Int) {
-            done[base[r] + i] = true
-            for s in graphs[r].successors(of: i) {
-                remaining[base[r] + Int(s)] -= 1
-                enqueue(r, Int(s))
-            }
-        }
+        for id in 0..<total { enqueue(id) }
 
         var head = 0
         while head < worklist.count {
-            let (r32, i32) = worklist[head]
+            let id = Int(worklist[head])
             head += 1
-            let r = Int(r32), i = Int(i32)
-            posted[base[r] + i] = true
-            let next = graphs[r].queueSuccessor[i]
-            if next >= 0 { enqueue(r, Int(next)) }
-            let op = programs[r].ops[i]
-            switch op.kind {
-            case .copy, .reduce:
-                try local(r, i)
-                complete(r, i)
-            case .send, .recv:
-                let (a, b) = op.kind == .send ? (r, Int(op.peer)) : (Int(op.peer), r)
-                let key = (Int64(a) << 40) | (Int64(b) << 16) | Int64(op.channel)
-                var q = queues[key] ?? Queue()
-                if op.kind == .send { q.sends.append(i32) } else { q.recvs.append(i32) }
-                while q.matched < q.sends.count && q.matched < q.recvs.count {
-                    let s = Int(q.sends[q.matched]), v = Int(q.recvs[q.matched])
-                    q.matched += 1
-                    try transfer(a, s, b, v)
-                    complete(a, s)
-                    complete(b, v)
-                }
-                queues[key] = q
+            posted[id] = true
+            if queueSucc[id] >= 0 { enqueue(Int(queueSucc[id])) }
+            let r = Int(rankOf[id])
+            if isLocal[id] {
+                try local(r, id - base[r])
+                complete(id)
+                continue
             }
+            let other = Int(match[id])
+            guard posted[other] else { continue }
+            let q = Int(rankOf[other])
+            if isSend[id] {
+                try transfer(r, id - base[r], q, other - base[q])
+            } else {
+                try transfer(q, other - base[q], r, id - base[r])
+            }
+            complete(id)
+            complete(other)
         }
-
-        if done.contains(false) {
+        if head < total {
             throw ScheduleError.deadlock(stuckReport(base: base, posted: posted, done: done))
         }
     }

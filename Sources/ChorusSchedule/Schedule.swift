@@ -67,8 +67,11 @@ public struct Schedule: Sendable {
         }
     }
 
-    /// Every program, generated in parallel-safe order (memory linear in the total ops).
-    public func allPrograms() -> [RankProgram] { (0..<ranks).map(program(for:)) }
+    /// Every program (generated on all cores; memory linear in the total ops).
+    public func allPrograms() -> [RankProgram] {
+        let schedule = self
+        return parallelMap(ranks) { schedule.program(for: $0) }
+    }
 
     /// The total number of ops over all ranks.
     public func totalOps() -> Int { (0..<ranks).reduce(0) { $0 + program(for: $1).count } }

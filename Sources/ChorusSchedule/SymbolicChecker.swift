@@ -24,186 +24,340 @@ public enum SymbolicChecker {
     /// Verifies both forms.
     /// - Throws: `ScheduleError.malformed`, `.incorrect` or `.deadlock` with the rank, op and chunk.
     public static func verify(_ schedule: Schedule) throws {
-        let programs = schedule.allPrograms()
-        try verify(schedule, programs: programs)
+        try verify(schedule, programs: schedule.allPrograms())
     }
 
     /// Verifies both forms for programs already in hand.
     public static func verify(_ schedule: Schedule, programs: [RankProgram]) throws {
-        try schedule.validate(programs: programs)
-        let graphs = (0..<schedule.ranks).map { r in
-            ProgramGraph(program: programs[r], storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: r, aliased: true))
-        }
-        try run(schedule, programs: programs, graphs: graphs, inPlace: false)
-        try run(schedule, programs: programs, graphs: graphs, inPlace: true)
+        let index = try schedule.index(programs: programs)
+        let graphs = ProgramGraph.all(schedule, programs: programs)
+        let runner = RendezvousRunner(programs: programs, graphs: graphs, index: index)
+        try run(schedule, programs: programs, runner: runner)
     }
 
     // MARK: - Symbolic state
 
-    /// Slots of every rank: the chunk each came from (`-1`: nothing yet) and its rank bitset.
-    private struct State {
+    /// Every rank's writable chunk slots (output, then scratch): the input chunk each came from
+    /// (`-1`: nothing yet) and its set of ranks as a bitset. Input chunks that are not aliased
+    /// into the output are never written, so they have no storage: chunk `c` of rank `r` holds
+    /// chunk `c` from rank `r` alone.
+    private final class State {
+        let ranks: Int
         let words: Int
-        var origin: [[Int32]]
-        var bits: [[UInt64]]
+        let slots: Int
+        let outputChunks: Int
+        private let originStore: ZeroedMemory<Int32>
+        let bits: UnsafeMutableBufferPointer<UInt64>
+        private let bitsStore: ZeroedMemory<UInt64>
 
-        func isEmpty(_ r: Int, _ s: Int) -> Bool { origin[r][s] < 0 }
+        init(ranks: Int, words: Int, outputChunks: Int, scratchChunks: Int) {
+            self.ranks = ranks
+            self.words = words
+            self.outputChunks = outputChunks
+            slots = outputChunks + scratchChunks
+            originStore = ZeroedMemory(count: ranks * slots)
+            bitsStore = ZeroedMemory(count: ranks * slots * words)
+            bits = bitsStore.buffer
+        }
+
+        /// The input chunk slot `g` came from; `-1` when it holds nothing yet. (Stored plus one,
+        /// so that freshly mapped zero pages mean "nothing".)
+        @inline(__always) func origin(_ g: Int) -> Int32 { originStore.buffer[g] - 1 }
+        @inline(__always) func setOrigin(_ g: Int, _ value: Int32) { originStore.buffer[g] = value + 1 }
+
+        /// Back to "nothing anywhere" (memory already touched, so clearing it is cheap).
+        func reset() {
+            originStore.buffer.update(repeating: 0)
+            bits.update(repeating: 0)
+        }
     }
 
-    private static func run(_ schedule: Schedule, programs: [RankProgram], graphs: [ProgramGraph], inPlace: Bool) throws {
+    /// A slot's location: `-1` when the chunk is a read-only input chunk.
+    private static func slot(_ map: StorageMap, _ buffer: BufferKind, _ c: Int, _ state: State) -> Int {
+        switch buffer {
+        case .output: return c
+        case .scratch: return state.outputChunks + c
+        case .input:
+            if map.aliased, let alias = map.outputAlias(ofInput: c) { return alias }
+            return -1
+        }
+    }
+
+    /// One form of the proof: out of place or in place, with its own storage map and state.
+    private struct Form {
+        let inPlace: Bool
+        let maps: [StorageMap]
+        let state: State
+        var label: String { inPlace ? " (in place)" : "" }
+    }
+
+    /// Proves out of place, then in place, reusing one state; each form checks its postconditions.
+    private static func run(_ schedule: Schedule, programs: [RankProgram], runner: RendezvousRunner) throws {
         let n = schedule.ranks
         let layout = schedule.layout
         let words = (n + 63) / 64
-        let maps = (0..<n).map { StorageMap(layout: layout, collective: schedule.collective, rank: $0, aliased: inPlace) }
-        var state = State(words: words, origin: [], bits: [])
-        state.origin.reserveCapacity(n)
-        state.bits.reserveCapacity(n)
-        let inputChunks = layout.chunkCount(.input)
-        for r in 0..<n {
-            let map = maps[r]
-            var origin = [Int32](repeating: -1, count: map.slotCount)
-            var bits = [UInt64](repeating: 0, count: map.slotCount * words)
-            for c in 0..<inputChunks {
-                let s = map.slot(.input, c)
-                origin[s] = Int32(c)
-                bits[s * words + r / 64] = 1 << UInt64(r % 64)
-            }
-            state.origin.append(origin)
-            state.bits.append(bits)
-        }
-        let form = inPlace ? " (in place)" : ""
-
-        func where_(_ r: Int, _ i: Int) -> String { "rank \(r), op \(i) (\(programs[r].ops[i].summary))\(form)" }
-        func requireFilled(_ r: Int, _ i: Int, _ buffer: BufferKind, _ c: Int) throws -> Int {
-            let s = maps[r].slot(buffer, c)
-            guard state.origin[r][s] >= 0 else {
-                throw ScheduleError.incorrect("\(where_(r, i)): reads \(buffer) chunk \(c), which holds nothing yet")
-            }
-            return s
-        }
-        func requireWritable(_ r: Int, _ i: Int, _ buffer: BufferKind) throws {
-            if buffer == .input && !inPlace {
-                throw ScheduleError.incorrect("\(where_(r, i)): writes the input buffer, which out of place belongs to the caller")
-            }
-        }
-        func ranks(_ r: Int, _ s: Int) -> [Int] {
-            var out: [Int] = []
-            for w in 0..<words {
-                var x = state.bits[r][s * words + w]
-                while x != 0 {
-                    let b = x.trailingZeroBitCount
-                    out.append(w * 64 + b)
-                    x &= x - 1
+        // One state, reused by both forms in turn: fresh memory is the expensive part on large proofs.
+        let state = State(ranks: n, words: words, outputChunks: layout.chunkCount(.output), scratchChunks: layout.chunkCount(.scratch))
+        for inPlace in [false, true] {
+            let form = Form(inPlace: inPlace,
+                            maps: (0..<n).map { StorageMap(layout: layout, collective: schedule.collective, rank: $0, aliased: inPlace) },
+                            state: state)
+            state.reset()
+            if inPlace {
+                // Aliased output slots start with the input chunk they alias.
+                for r in 0..<n {
+                    for c in 0..<layout.chunkCount(.input) {
+                        guard let alias = form.maps[r].outputAlias(ofInput: c) else { continue }
+                        state.setOrigin(r * state.slots + alias, Int32(c))
+                        state.bits[(r * state.slots + alias) * words + r / 64] = 1 << UInt64(r % 64)
+                    }
                 }
             }
-            return out
+            try run(schedule, programs: programs, runner: runner, form: form, words: words)
+            try checkPostconditions(schedule, form: form, words: words)
         }
-        /// dst (on rank rd, slot sd) = a ⊕ b, where a and b are given as (origin, bits of rank ra slot sa).
-        func combine(_ r: Int, _ i: Int, destRank rd: Int, destSlot sd: Int, destChunk: (BufferKind, Int),
-                     _ oa: Int32, _ bitsA: ArraySlice<UInt64>, _ ob: Int32, _ bitsB: ArraySlice<UInt64>) throws {
-            guard oa == ob else {
-                throw ScheduleError.incorrect("\(where_(r, i)): combines data of chunk \(oa) with data of chunk \(ob) into \(destChunk.0) chunk \(destChunk.1)")
+    }
+
+    /// Runs the engine once, applying every op to `form`'s symbolic state.
+    private static func run(_ schedule: Schedule, programs: [RankProgram], runner: RendezvousRunner, form: Form, words: Int) throws {
+        let slots = form.state.slots
+
+        // Reusable staging for one message: origins and bitsets of its chunks, in order.
+        var stagedOrigin: [Int32] = []
+        var stagedBits: [UInt64] = []
+        var chunkScratch: [Int] = []
+
+        func where_(_ form: Form, _ r: Int, _ i: Int) -> String { "rank \(r), op \(i) (\(programs[r].ops[i].summary))\(form.label)" }
+
+        /// Appends the value of (buffer, c) on rank r to the staging area.
+        func stage(_ form: Form, _ r: Int, _ i: Int, _ buffer: BufferKind, _ c: Int) throws {
+            let state = form.state
+            let s = slot(form.maps[r], buffer, c, state)
+            if s < 0 {
+                stagedOrigin.append(Int32(c))
+                let start = stagedBits.count
+                stagedBits.append(contentsOf: repeatElement(0, count: words))
+                stagedBits[start + r / 64] = 1 << UInt64(r % 64)
+                return
+            }
+            let g = r * slots + s
+            guard state.origin(g) >= 0 else {
+                throw ScheduleError.incorrect("\(where_(form, r, i)): reads \(buffer) chunk \(c), which holds nothing yet")
+            }
+            stagedOrigin.append(state.origin(g))
+            stagedBits.append(contentsOf: state.bits[(g * words)..<((g + 1) * words)])
+        }
+
+        /// Writes staged value `j` into (buffer, c) on rank r, combining with `operand` if given.
+        func write(_ form: Form, _ r: Int, _ i: Int, _ buffer: BufferKind, _ c: Int, staged j: Int, operand: (BufferKind, Int)?) throws {
+            let state = form.state
+            let s = slot(form.maps[r], buffer, c, state)
+            guard s >= 0 else {
+                throw ScheduleError.incorrect("\(where_(form, r, i)): writes \(buffer) chunk \(c) of the input buffer, which \(form.inPlace ? "outside the output's place " : "out of place ")belongs to the caller")
+            }
+            let g = r * slots + s
+            let incomingOrigin = stagedOrigin[j]
+            guard let (ob, oc) = operand else {
+                state.setOrigin(g, incomingOrigin)
+                for w in 0..<words { state.bits[g * words + w] = stagedBits[j * words + w] }
+                return
+            }
+            // dest = operand ⊕ incoming
+            let os = slot(form.maps[r], ob, oc, state)
+            var operandOrigin: Int32
+            if os < 0 {
+                operandOrigin = Int32(oc)
+            } else {
+                operandOrigin = state.origin(r * slots + os)
+                guard operandOrigin >= 0 else {
+                    throw ScheduleError.incorrect("\(where_(form, r, i)): reads \(ob) chunk \(oc), which holds nothing yet")
+                }
+            }
+            guard operandOrigin == incomingOrigin else {
+                throw ScheduleError.incorrect("\(where_(form, r, i)): combines data of chunk \(operandOrigin) with data of chunk \(incomingOrigin) into \(buffer) chunk \(c)")
+            }
+            // The operand's word w (a read-only input chunk holds just this rank's bit).
+            func operandWord(_ w: Int) -> UInt64 {
+                os < 0 ? (w == r / 64 ? UInt64(1) << UInt64(r % 64) : 0) : state.bits[(r * slots + os) * words + w]
             }
             var doubled: [Int] = []
             for w in 0..<words {
-                var x = bitsA[bitsA.startIndex + w] & bitsB[bitsB.startIndex + w]
+                var x = operandWord(w) & stagedBits[j * words + w]
                 while x != 0 {
                     doubled.append(w * 64 + x.trailingZeroBitCount)
                     x &= x - 1
                 }
             }
-            guard doubled.isEmpty else {
+            if doubled.isEmpty {
+                // Operand and destination may be the same slot: read the operand before writing.
+                for w in 0..<words { state.bits[g * words + w] = operandWord(w) | stagedBits[j * words + w] }
+            } else {
                 let list = doubled.prefix(8).map(String.init).joined(separator: ", ")
-                throw ScheduleError.incorrect("\(where_(r, i)): the contribution of rank\(doubled.count == 1 ? "" : "s") \(list) to chunk \(oa) would be counted twice in \(destChunk.0) chunk \(destChunk.1)")
+                throw ScheduleError.incorrect("\(where_(form, r, i)): the contribution of rank\(doubled.count == 1 ? "" : "s") \(list) to chunk \(incomingOrigin) would be counted twice in \(buffer) chunk \(c)")
             }
-            state.origin[rd][sd] = oa
-            for w in 0..<words { state.bits[rd][sd * words + w] = bitsA[bitsA.startIndex + w] | bitsB[bitsB.startIndex + w] }
+            state.setOrigin(g, incomingOrigin)
         }
 
-        let runner = RendezvousRunner(programs: programs, graphs: graphs)
-        var messageOrigin: [Int32] = []
-        var messageBits: [UInt64] = []
         try runner.run(local: { r, i in
             let op = programs[r].ops[i]
             let src = op.source!, dst = op.destination!
-            try requireWritable(r, i, dst.buffer)
-            let from = src.chunks.chunks, to = dst.chunks.chunks
-            // Read every source first: source and destination may overlap.
-            messageOrigin.removeAll(keepingCapacity: true)
-            messageBits.removeAll(keepingCapacity: true)
-            for c in from {
-                let s = try requireFilled(r, i, src.buffer, c)
-                messageOrigin.append(state.origin[r][s])
-                messageBits.append(contentsOf: state.bits[r][(s * words)..<((s + 1) * words)])
-            }
-            for (j, c) in to.enumerated() {
-                let sd = maps[r].slot(dst.buffer, c)
-                let incoming = messageBits[(j * words)..<((j + 1) * words)]
-                if op.kind == .copy {
-                    state.origin[r][sd] = messageOrigin[j]
-                    for w in 0..<words { state.bits[r][sd * words + w] = incoming[incoming.startIndex + w] }
-                } else {
-                    _ = try requireFilled(r, i, dst.buffer, c)
-                    let current = Array(state.bits[r][(sd * words)..<((sd + 1) * words)])
-                    try combine(r, i, destRank: r, destSlot: sd, destChunk: (dst.buffer, c), state.origin[r][sd], current[...], messageOrigin[j], incoming)
-                }
+            stagedOrigin.removeAll(keepingCapacity: true)
+            stagedBits.removeAll(keepingCapacity: true)
+            try src.chunks.forEach { try stage(form, r, i, src.buffer, $0) }
+            var j = 0
+            try dst.chunks.forEach { c in
+                try write(form, r, i, dst.buffer, c, staged: j, operand: op.kind == .reduce ? (dst.buffer, c) : nil)
+                j += 1
             }
         }, transfer: { a, si, b, ri in
             let send = programs[a].ops[si], recv = programs[b].ops[ri]
             let src = send.source!, dst = recv.destination!
-            try requireWritable(b, ri, dst.buffer)
-            messageOrigin.removeAll(keepingCapacity: true)
-            messageBits.removeAll(keepingCapacity: true)
-            for c in src.chunks.chunks {
-                let s = try requireFilled(a, si, src.buffer, c)
-                messageOrigin.append(state.origin[a][s])
-                messageBits.append(contentsOf: state.bits[a][(s * words)..<((s + 1) * words)])
-            }
             let operand = recv.reducing ? (recv.source ?? dst) : nil
-            let operandChunks = operand?.chunks.chunks
-            for (j, c) in dst.chunks.chunks.enumerated() {
-                let sd = maps[b].slot(dst.buffer, c)
-                let incoming = messageBits[(j * words)..<((j + 1) * words)]
-                if let operand, let operandChunks {
-                    let so = try requireFilled(b, ri, operand.buffer, operandChunks[j])
-                    let current = Array(state.bits[b][(so * words)..<((so + 1) * words)])
-                    try combine(b, ri, destRank: b, destSlot: sd, destChunk: (dst.buffer, c), state.origin[b][so], current[...], messageOrigin[j], incoming)
-                } else {
-                    state.origin[b][sd] = messageOrigin[j]
-                    for w in 0..<words { state.bits[b][sd * words + w] = incoming[incoming.startIndex + w] }
+            // Fast path: one run of chunks on each side (almost every op). Sender and receiver
+            // are different ranks, so source and destination never overlap: no staging.
+            if src.chunks.rest == nil && dst.chunks.rest == nil && operand?.chunks.rest == nil {
+                let s0 = Int(src.chunks.first.lowerBound), d0 = Int(dst.chunks.first.lowerBound)
+                let o0 = operand.map { Int($0.chunks.first.lowerBound) } ?? 0
+                for j in 0..<src.chunks.first.count {
+                    try move(form, from: a, op: si, src.buffer, s0 + j, to: b, op: ri, dst.buffer, d0 + j,
+                             operand: operand.map { ($0.buffer, o0 + j) })
                 }
+                return
+            }
+            chunkScratch.removeAll(keepingCapacity: true)
+            operand?.chunks.forEach { chunkScratch.append($0) }
+            stagedOrigin.removeAll(keepingCapacity: true)
+            stagedBits.removeAll(keepingCapacity: true)
+            try src.chunks.forEach { try stage(form, a, si, src.buffer, $0) }
+            var j = 0
+            try dst.chunks.forEach { c in
+                try write(form, b, ri, dst.buffer, c, staged: j, operand: operand.map { ($0.buffer, chunkScratch[j]) })
+                j += 1
             }
         })
 
-        // Postconditions.
+        /// One chunk of a transfer: (buffer, c) on rank `to` receives (buffer, c) of rank `from`,
+        /// combined with `operand` on the receiver if given.
+        func move(_ form: Form, from a: Int, op si: Int, _ sb: BufferKind, _ sc: Int, to b: Int, op ri: Int, _ db: BufferKind, _ dc: Int,
+                  operand: (BufferKind, Int)?) throws {
+            let state = form.state
+            let bits = state.bits.baseAddress!
+            let ss = slot(form.maps[a], sb, sc, state)
+            let sourceOrigin: Int32
+            if ss < 0 {
+                sourceOrigin = Int32(sc)
+            } else {
+                sourceOrigin = state.origin(a * slots + ss)
+                guard sourceOrigin >= 0 else {
+                    throw ScheduleError.incorrect("\(where_(form, a, si)): reads \(sb) chunk \(sc), which holds nothing yet")
+                }
+            }
+            @inline(__always) func sourceWord(_ w: Int) -> UInt64 {
+                ss < 0 ? (w == a >> 6 ? UInt64(1) << UInt64(a & 63) : 0) : bits[(a * slots + ss) * words + w]
+            }
+            let ds = slot(form.maps[b], db, dc, state)
+            guard ds >= 0 else {
+                throw ScheduleError.incorrect("\(where_(form, b, ri)): writes \(db) chunk \(dc) of the input buffer, which \(form.inPlace ? "outside the output's place " : "out of place ")belongs to the caller")
+            }
+            let g = b * slots + ds
+            guard let (ob, oc) = operand else {
+                state.setOrigin(g, sourceOrigin)
+                for w in 0..<words { bits[g * words + w] = sourceWord(w) }
+                return
+            }
+            let os = slot(form.maps[b], ob, oc, state)
+            let operandOrigin: Int32
+            if os < 0 {
+                operandOrigin = Int32(oc)
+            } else {
+                operandOrigin = state.origin(b * slots + os)
+                guard operandOrigin >= 0 else {
+                    throw ScheduleError.incorrect("\(where_(form, b, ri)): reads \(ob) chunk \(oc), which holds nothing yet")
+                }
+            }
+            guard operandOrigin == sourceOrigin else {
+                throw ScheduleError.incorrect("\(where_(form, b, ri)): combines data of chunk \(operandOrigin) with data of chunk \(sourceOrigin) into \(db) chunk \(dc)")
+            }
+            @inline(__always) func operandWord(_ w: Int) -> UInt64 {
+                os < 0 ? (w == b >> 6 ? UInt64(1) << UInt64(b & 63) : 0) : bits[(b * slots + os) * words + w]
+            }
+            var overlap: UInt64 = 0
+            for w in 0..<words { overlap |= operandWord(w) & sourceWord(w) }
+            guard overlap == 0 else {
+                var doubled: [Int] = []
+                for w in 0..<words {
+                    var x = operandWord(w) & sourceWord(w)
+                    while x != 0 {
+                        doubled.append(w * 64 + x.trailingZeroBitCount)
+                        x &= x - 1
+                    }
+                }
+                let list = doubled.prefix(8).map(String.init).joined(separator: ", ")
+                throw ScheduleError.incorrect("\(where_(form, b, ri)): the contribution of rank\(doubled.count == 1 ? "" : "s") \(list) to chunk \(sourceOrigin) would be counted twice in \(db) chunk \(dc)")
+            }
+            for w in 0..<words { bits[g * words + w] = operandWord(w) | sourceWord(w) }
+            state.setOrigin(g, sourceOrigin)
+        }
+    }
+
+    private static func checkPostconditions(_ schedule: Schedule, form: Form, words: Int) throws {
+        let n = schedule.ranks
+        let layout = schedule.layout
+        let state = form.state
+        let slots = state.slots
+        let formLabel = form.label
+        // Compared as bitsets; lists are built only to describe a failure.
         let k = layout.chunksPerBlock
         let outputChunks = layout.chunkCount(.output)
+        var everyone = [UInt64](repeating: 0, count: words)
+        for q in 0..<n { everyone[q / 64] |= 1 << UInt64(q % 64) }
+        func ranksIn(_ g: Int) -> [Int] {
+            var out: [Int] = []
+            for w in 0..<words {
+                var x = state.bits[g * words + w]
+                while x != 0 {
+                    out.append(w * 64 + x.trailingZeroBitCount)
+                    x &= x - 1
+                }
+            }
+            return out
+        }
         for r in 0..<n {
             if schedule.collective == .reduce && r != schedule.root { continue }
             for c in 0..<outputChunks {
-                let s = maps[r].slot(.output, c)
+                let g = r * slots + c
                 let expectedOrigin: Int
-                let expectedRanks: [Int]
+                var owner = -1
                 switch schedule.collective {
-                case .allReduce, .reduce: (expectedOrigin, expectedRanks) = (c, Array(0..<n))
-                case .allGather: (expectedOrigin, expectedRanks) = (c % k, [c / k])
-                case .reduceScatter: (expectedOrigin, expectedRanks) = (r * k + c, Array(0..<n))
-                case .broadcast: (expectedOrigin, expectedRanks) = (c, [schedule.root])
+                case .allReduce, .reduce: expectedOrigin = c
+                case .allGather: (expectedOrigin, owner) = (c % k, c / k)
+                case .reduceScatter: expectedOrigin = r * k + c
+                case .broadcast: (expectedOrigin, owner) = (c, schedule.root)
                 }
-                let origin = Int(state.origin[r][s])
+                func expectation() -> String {
+                    describeExpectation(expectedOrigin, owner >= 0 ? [owner] : Array(0..<n), n)
+                }
+                let origin = Int(state.origin(g))
                 guard origin >= 0 else {
-                    throw ScheduleError.incorrect("after every op\(form), rank \(r)'s output chunk \(c) holds nothing; it should hold \(describeExpectation(expectedOrigin, expectedRanks, n))")
+                    throw ScheduleError.incorrect("after every op\(formLabel), rank \(r)'s output chunk \(c) holds nothing; it should hold \(expectation())")
                 }
                 guard origin == expectedOrigin else {
-                    throw ScheduleError.incorrect("after every op\(form), rank \(r)'s output chunk \(c) holds data of input chunk \(origin); it should hold \(describeExpectation(expectedOrigin, expectedRanks, n))")
+                    throw ScheduleError.incorrect("after every op\(formLabel), rank \(r)'s output chunk \(c) holds data of input chunk \(origin); it should hold \(expectation())")
                 }
-                let have = ranks(r, s)
-                if have != expectedRanks {
-                    let missing = Set(expectedRanks).subtracting(have).sorted()
-                    let extra = Set(have).subtracting(expectedRanks).sorted()
+                var equal = true
+                for w in 0..<words {
+                    let want = owner >= 0 ? (w == owner / 64 ? UInt64(1) << UInt64(owner % 64) : 0) : everyone[w]
+                    if state.bits[g * words + w] != want { equal = false; break }
+                }
+                if !equal {
+                    let have = ranksIn(g)
+                    let wanted = owner >= 0 ? [owner] : Array(0..<n)
+                    let missing = Set(wanted).subtracting(have).sorted()
+                    let extra = Set(have).subtracting(wanted).sorted()
                     var parts: [String] = []
                     if !missing.isEmpty { parts.append("is missing the contribution\(missing.count == 1 ? "" : "s") of rank\(missing.count == 1 ? "" : "s") \(listRanks(missing))") }
                     if !extra.isEmpty { parts.append("also holds rank\(extra.count == 1 ? "" : "s") \(listRanks(extra))") }
-                    throw ScheduleError.incorrect("after every op\(form), rank \(r)'s output chunk \(c) \(parts.joined(separator: " and ")); it should hold \(describeExpectation(expectedOrigin, expectedRanks, n))")
+                    throw ScheduleError.incorrect("after every op\(formLabel), rank \(r)'s output chunk \(c) \(parts.joined(separator: " and ")); it should hold \(expectation())")
                 }
             }
         }

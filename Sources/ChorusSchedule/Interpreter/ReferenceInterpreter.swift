@@ -26,11 +26,9 @@ public enum ReferenceInterpreter {
             precondition(input.count == inputBytes, "rank \(r)'s input has \(input.count) bytes, expected \(inputBytes)")
         }
         let programs = schedule.allPrograms()
-        try schedule.validate(programs: programs)
+        let index = try schedule.index(programs: programs)
         let maps = (0..<n).map { StorageMap(layout: layout, collective: schedule.collective, rank: $0, aliased: inPlace) }
-        let graphs = (0..<n).map { r in
-            ProgramGraph(program: programs[r], storage: StorageMap(layout: layout, collective: schedule.collective, rank: r, aliased: true))
-        }
+        let graphs = ProgramGraph.all(schedule, programs: programs)
         let outputBytes = layout.elementCount(.output, blockElements: m) * es
         let scratchBytes = layout.elementCount(.scratch, blockElements: m) * es
         // Storage: output region, then input region, then scratch.
@@ -91,7 +89,7 @@ public enum ReferenceInterpreter {
             }
         }
 
-        let runner = RendezvousRunner(programs: programs, graphs: graphs)
+        let runner = RendezvousRunner(programs: programs, graphs: graphs, index: index)
         try runner.run(local: { r, i in
             let op = programs[r].ops[i]
             let data = gather(r, op.source!)
