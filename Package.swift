@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "ChorusTopology", targets: ["ChorusTopology"]),
         .library(name: "ChorusSchedule", targets: ["ChorusSchedule"]),
         .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
+        .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,11 +41,18 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
+        // MARK: - Layer 3: selection
+        .target(
+            name: "ChorusSelect",
+            dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms"],
+            exclude: ["README.md"]
+        ),
+
         // MARK: - Tools
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusCore", "ChorusTopology",
+                "ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/chorus"
@@ -55,6 +63,7 @@ let package = Package(
         .testTarget(name: "ChorusTopologyTests", dependencies: ["ChorusTopology"]),
         .testTarget(name: "ChorusScheduleTests", dependencies: ["ChorusSchedule"]),
         .testTarget(name: "ChorusAlgorithmsTests", dependencies: ["ChorusAlgorithms"]),
+        .testTarget(name: "ChorusSelectTests", dependencies: ["ChorusSelect"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )

@@ -1,0 +1,42 @@
+import ArgumentParser
+import ChorusCore
+
+/// A size flag: `8`, `4K`, `256M`, `1G` (binary, as nccl-tests reads them).
+struct SizeArgument: ExpressibleByArgument, Sendable {
+    var bytes: Int
+
+    init?(argument: String) {
+        guard let b = ByteCount(parsing: argument) else { return nil }
+        bytes = b.bytes
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+extension Collective: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+extension DataType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+extension ReduceOp: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+/// The environment variables Chorus reads, in one place (DESIGN.md's table).
+enum ChorusEnvironment {
+    static func value(_ name: String) -> String? {
+        guard let p = getenv(name) else { return nil }
+        let s = String(cString: p)
+        return s.isEmpty ? nil : s
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
