@@ -7,7 +7,10 @@ func parallelMap<T: Sendable>(_ count: Int, _ body: @Sendable (Int) -> T) -> [T]
     guard count > 1 else { return (0..<count).map(body) }
     let results = UnsafeMutableBufferPointer<T?>.allocate(capacity: count)
     results.initialize(repeating: nil)
-    defer { results.deallocate() }
+    defer {
+        results.deinitialize()  // release the elements the map below copied, then the buffer
+        results.deallocate()
+    }
     // Each index is written by exactly one iteration.
     nonisolated(unsafe) let slots = results
     DispatchQueue.concurrentPerform(iterations: count) { i in slots[i] = body(i) }

@@ -189,12 +189,17 @@ extension Schedule {
         }
         switch kindText {
         case "send":
-            guard let peer = f["peer"].flatMap({ reader.integer($0, context, field: "peer", minimum: 0) }), let s = slice(f, context) else { return nil }
+            // Read every field before giving up, so one pass reports every problem.
+            let peer = f["peer"].flatMap { reader.integer($0, context, field: "peer", minimum: 0) }
+            let source = slice(f, context)
+            guard let peer, let s = source else { return nil }
             var op = Op.send(to: peer, s, channel: channel)
             op.after = after
             return op
         case "recv":
-            guard let peer = f["peer"].flatMap({ reader.integer($0, context, field: "peer", minimum: 0) }), let d = slice(f, context) else { return nil }
+            let peer = f["peer"].flatMap { reader.integer($0, context, field: "peer", minimum: 0) }
+            let destination = slice(f, context)
+            guard let peer, let d = destination else { return nil }
             var op: Op
             if let r = f["reduce"] {
                 if case .mapping = r.node {
@@ -210,12 +215,14 @@ extension Schedule {
             op.after = after
             return op
         case "copy":
-            guard let a = nested("from"), let b = nested("to") else { return nil }
+            let from = nested("from"), to = nested("to")
+            guard let a = from, let b = to else { return nil }
             var op = Op.copy(from: a, to: b)
             op.after = after
             return op
         default:
-            guard let a = nested("from"), let b = nested("into") else { return nil }
+            let from = nested("from"), into = nested("into")
+            guard let a = from, let b = into else { return nil }
             var op = Op.reduce(from: a, into: b)
             op.after = after
             return op

@@ -21,5 +21,17 @@ let package = Package(
             path: "Benchmarks/TopologyBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        .executableTarget(
+            name: "ScheduleBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "ChorusSchedule", package: "swift-chorus"),
+                .product(name: "ChorusAlgorithms", package: "swift-chorus"),
+                .product(name: "ChorusSelect", package: "swift-chorus"),
+                .product(name: "ChorusTopology", package: "swift-chorus"),
+            ],
+            path: "Benchmarks/ScheduleBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
     ]
 )
