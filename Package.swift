@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "ChorusSchedule", targets: ["ChorusSchedule"]),
         .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
         .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
+        .library(name: "ChorusExec", targets: ["ChorusExec"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,6 +35,8 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
+        .target(name: "ChorusTransport", dependencies: ["ChorusCore"], exclude: ["README.md"]),
+
         // MARK: - Layer 2: algorithms
         .target(
             name: "ChorusAlgorithms",
@@ -41,7 +44,13 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
-        // MARK: - Layer 3: selection
+        // MARK: - Layer 3: execution and selection
+        .target(name: "CChorusKernels"),
+        .target(
+            name: "ChorusExec",
+            dependencies: ["ChorusCore", "ChorusSchedule", "ChorusTransport", "CChorusKernels"],
+            exclude: ["README.md"]
+        ),
         .target(
             name: "ChorusSelect",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms"],
@@ -64,6 +73,7 @@ let package = Package(
         .testTarget(name: "ChorusScheduleTests", dependencies: ["ChorusSchedule"]),
         .testTarget(name: "ChorusAlgorithmsTests", dependencies: ["ChorusAlgorithms"]),
         .testTarget(name: "ChorusSelectTests", dependencies: ["ChorusSelect"]),
+        .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )

@@ -47,10 +47,11 @@ public enum ReferenceReduction {
         case .float64: each(Double.self) { $0 / Double(divisor) }
         case .float16: each(UInt16.self) { Float16(Float(Float16(bitPattern: $0)) / Float(divisor)).bitPattern }
         case .bfloat16: each(UInt16.self) { bfloat16(widen($0) / Float(divisor)) }
-        case .int8: each(Int8.self) { $0 / Int8(truncatingIfNeeded: divisor) }
-        case .uint8: each(UInt8.self) { divisor > Int(UInt8.max) ? 0 : $0 / UInt8(divisor) }
-        case .int32: each(Int32.self) { $0 / Int32(truncatingIfNeeded: divisor) }
-        case .uint32: each(UInt32.self) { $0 / UInt32(divisor) }
+        // Integers divide in 64 bits, so a rank count beyond the type's range still divides correctly.
+        case .int8: each(Int8.self) { Int8(Int64($0) / Int64(divisor)) }
+        case .uint8: each(UInt8.self) { UInt8(Int64($0) / Int64(divisor)) }
+        case .int32: each(Int32.self) { Int32(Int64($0) / Int64(divisor)) }
+        case .uint32: each(UInt32.self) { UInt32(Int64($0) / Int64(divisor)) }
         case .int64: each(Int64.self) { $0 / Int64(divisor) }
         case .uint64: each(UInt64.self) { $0 / UInt64(divisor) }
         }

@@ -1,0 +1,199 @@
+import ChorusCore
+import Synchronization
+
+/// Ranks as threads of one process, for tests (gloo's `spawn` pattern): messages go straight
+/// from the sender's buffer into the receiver's with one copy, made by whichever side finds
+/// both halves of a match.
+///
+/// ```swift
+/// let fabric = InProcessFabric(size: 4)
+/// let transports = (0..<4).map { fabric.transport(rank: $0) }
+/// ```
+public final class InProcessFabric: Sendable {
+    public let size: Int
+    fileprivate let state: Mutex<FabricState>
+    fileprivate let inboxes: [Inbox]
+
+    public init(size: Int) {
+        precondition(size >= 1)
+        self.size = size
+        state = Mutex(FabricState())
+        inboxes = (0..<size).map { _ in Inbox() }
+    }
+
+    /// The transport of `rank`.
+    public func transport(rank: Int) -> InProcessTransport {
+        precondition((0..<size).contains(rank))
+        return InProcessTransport(fabric: self, rank: rank)
+    }
+
+    fileprivate struct QueueKey: Hashable {
+        var from: Int32
+        var to: Int32
+        var stream: UInt64
+    }
+
+    fileprivate struct Pending {
+        var rank: Int
+        var request: TransportRequest
+    }
+
+    fileprivate struct Queue {
+        var sends: [Pending] = []
+        var receives: [Pending] = []
+        var sendHead = 0
+        var receiveHead = 0
+    }
+
+    fileprivate struct FabricState {
+        var queues: [QueueKey: Queue] = [:]
+        var aborted: TransportError?
+    }
+}
+
+/// A rank's completions, and a counter its waiting thread watches.
+fileprivate final class Inbox: Sendable {
+    let completions = Mutex<(list: [TransportCompletion], error: TransportError?)>(([], nil))
+    /// Bumped on every delivery; a waiter spins on it, then sleeps on `wake`.
+    let activity = Atomic<UInt64>(0)
+    let sleepers = Mutex<Int>(0)
+    let wake = ConditionSignal()
+
+    func deliver(_ c: TransportCompletion) {
+        completions.withLock { $0.list.append(c) }
+        poke()
+    }
+
+    func fail(_ e: TransportError) {
+        completions.withLock { if $0.error == nil { $0.error = e } }
+        poke()
+    }
+
+    func poke() {
+        // Releasing pairs with the acquiring load in `InProcessTransport.waitForActivity`.
+        activity.add(1, ordering: .releasing)
+        if sleepers.withLock({ $0 }) > 0 { wake.broadcast() }
+    }
+}
+
+public final class InProcessTransport: Transport {
+    public let kind = "inproc"
+    public let rank: Int
+    public var size: Int { fabric.size }
+    private let fabric: InProcessFabric
+    private let seen = Atomic<UInt64>(0)
+
+    fileprivate init(fabric: InProcessFabric, rank: Int) {
+        self.fabric = fabric
+        self.rank = rank
+    }
+
+    public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
+        TransportRegion(base: base, length: length)
+    }
+
+    public func deregister(_ region: TransportRegion) {}
+
+    public func postSend(_ request: TransportRequest) throws {
+        try post(request, sending: true)
+    }
+
+    public func postReceive(_ request: TransportRequest) throws {
+        try post(request, sending: false)
+    }
+
+    private func post(_ request: TransportRequest, sending: Bool) throws {
+        precondition((0..<size).contains(request.peer) && request.peer != rank, "inproc: bad peer \(request.peer)")
+        precondition(request.offset >= 0 && request.offset + request.length <= request.region.length, "inproc: request outside its region")
+        let key = InProcessFabric.QueueKey(from: Int32(sending ? rank : request.peer), to: Int32(sending ? request.peer : rank), stream: request.stream)
+        let me = InProcessFabric.Pending(rank: rank, request: request)
+        // Match under the fabric lock; copy outside it.
+        let outcome: Result<(send: InProcessFabric.Pending, receive: InProcessFabric.Pending)?, TransportError> = fabric.state.withLock { state in
+            if let e = state.aborted { return .failure(e) }
+            var q = state.queues.removeValue(forKey: key) ?? InProcessFabric.Queue()
+            defer { state.queues[key] = q }
+            if sending {
+                if q.receiveHead < q.receives.count {
+                    let r = q.receives[q.receiveHead]
+                    q.receiveHead += 1
+                    if q.receiveHead == q.receives.count { q.receives.removeAll(keepingCapacity: true); q.receiveHead = 0 }
+                    return .success((me, r))
+                }
+                q.sends.append(me)
+            } else {
+                if q.sendHead < q.sends.count {
+                    let s = q.sends[q.sendHead]
+                    q.sendHead += 1
+                    if q.sendHead == q.sends.count { q.sends.removeAll(keepingCapacity: true); q.sendHead = 0 }
+                    return .success((s, me))
+                }
+                q.receives.append(me)
+            }
+            return .success(nil)
+        }
+        switch outcome {
+        case .failure(let e): throw e
+        case .success(nil): return
+        case .success(let pair?):
+            let s = pair.send.request, r = pair.receive.request
+            guard s.length == r.length else {
+                let e = TransportError(.protocolViolation, peer: pair.send.rank,
+                                       "rank \(pair.send.rank) sent \(s.length) bytes on stream \(s.stream) but rank \(pair.receive.rank) expected \(r.length)")
+                fabric.inboxes[pair.receive.rank].fail(e)
+                fabric.inboxes[pair.send.rank].fail(e)
+                throw e
+            }
+            if s.length > 0 { r.pointer.copyMemory(from: s.pointer, byteCount: s.length) }
+            fabric.inboxes[pair.send.rank].deliver(TransportCompletion(id: s.id, tag: s.tag))
+            fabric.inboxes[pair.receive.rank].deliver(TransportCompletion(id: r.id, tag: s.tag))
+        }
+    }
+
+    public func progress(_ completions: inout [TransportCompletion]) throws {
+        let inbox = fabric.inboxes[rank]
+        let error: TransportError? = inbox.completions.withLock { state in
+            completions.append(contentsOf: state.list)
+            state.list.removeAll(keepingCapacity: true)
+            return state.error
+        }
+        if let error { throw error }
+    }
+
+    public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
+        let inbox = fabric.inboxes[rank]
+        let last = seen.load(ordering: .relaxed)
+        // Spin briefly (a message from a thread on the other core lands within a microsecond),
+        // then sleep on the condition.
+        for _ in 0..<2000 {
+            let now = inbox.activity.load(ordering: .acquiring)
+            if now != last {
+                seen.store(now, ordering: .relaxed)
+                return
+            }
+        }
+        inbox.sleepers.withLock { $0 += 1 }
+        defer { inbox.sleepers.withLock { $0 -= 1 } }
+        while ContinuousClock.now < deadline {
+            let now = inbox.activity.load(ordering: .acquiring)
+            if now != last {
+                seen.store(now, ordering: .relaxed)
+                return
+            }
+            inbox.wake.wait(timeout: min(.milliseconds(50), deadline - ContinuousClock.now))
+        }
+    }
+
+    public func abort(_ error: TransportError) {
+        let first: Bool = fabric.state.withLock { state in
+            guard state.aborted == nil else { return false }
+            state.aborted = TransportError(.aborted, peer: rank, "rank \(rank) aborted: \(error.message)")
+            return true
+        }
+        guard first else { return }
+        for (r, inbox) in fabric.inboxes.enumerated() {
+            inbox.fail(r == rank ? error : TransportError(.aborted, peer: rank, "rank \(rank) aborted: \(error.message)"))
+        }
+    }
+
+    public func close() {}
+}

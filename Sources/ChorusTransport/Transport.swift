@@ -1,0 +1,106 @@
+import ChorusCore
+
+/// Memory a transport can move messages in and out of.
+///
+/// Registration pins and registers memory with an RDMA device; other transports only record
+/// the range. Regions stay valid until `deregister`; executors keep them across calls (the
+/// communicator caches registrations of user buffers, as NCCL does).
+///
+/// `@unchecked Sendable`: a region only names memory; whoever registered it keeps the memory
+/// alive and unaliased while requests use it, and requests move between the executor and the
+/// transport's driver, never to unrelated threads.
+public struct TransportRegion: Hashable, @unchecked Sendable {
+    public var base: UnsafeMutableRawPointer
+    public var length: Int
+    /// The transport's handle (a memory-region key for RDMA; 0 elsewhere).
+    public var key: UInt64
+
+    public init(base: UnsafeMutableRawPointer, length: Int, key: UInt64 = 0) {
+        self.base = base
+        self.length = length
+        self.key = key
+    }
+}
+
+/// One send or receive.
+///
+/// Messages between two ranks on one `stream` match first-in, first-out. A send's `tag` (the
+/// executor puts the call's signature there) is delivered with the message, so the receiver can
+/// tell that its peer is running a different call.
+public struct TransportRequest: Sendable {
+    /// The other rank (a world rank of the transport).
+    public var peer: Int
+    /// The message queue: communicator, operation within a group, channel, channel copy.
+    public var stream: UInt64
+    public var region: TransportRegion
+    public var offset: Int
+    public var length: Int
+    /// Sent with the message (sends), or the tag expected (receives; compared by the caller).
+    public var tag: UInt64
+    /// The caller's handle for the completion.
+    public var id: UInt64
+
+    public init(peer: Int, stream: UInt64, region: TransportRegion, offset: Int, length: Int, tag: UInt64, id: UInt64) {
+        self.peer = peer
+        self.stream = stream
+        self.region = region
+        self.offset = offset
+        self.length = length
+        self.tag = tag
+        self.id = id
+    }
+
+    @inlinable public var pointer: UnsafeMutableRawPointer { region.base + offset }
+}
+
+/// A finished request.
+public struct TransportCompletion: Sendable {
+    public var id: UInt64
+    /// For a receive, the sender's tag.
+    public var tag: UInt64
+
+    public init(id: UInt64, tag: UInt64) {
+        self.id = id
+        self.tag = tag
+    }
+}
+
+/// Moves bytes between the ranks of a job.
+///
+/// The protocol is request-based, as NCCL's network plugins and libfabric are: post sends and
+/// receives, then `progress` to collect completions. A send completes when its bytes have left
+/// its buffer (the buffer may be reused); a receive completes when its bytes are in place. A
+/// transport may buffer sends (completing them early) but never reorders messages of one
+/// (peer, stream).
+///
+/// Threads: one thread drives a transport at a time (the communicator's lock sees to it), but
+/// `abort` may be called from any thread and must wake that driver.
+public protocol Transport: AnyObject, Sendable {
+    /// `inproc`, `shm`, `tcp`, `verbs`, `ofi`.
+    var kind: String { get }
+    var rank: Int { get }
+    var size: Int { get }
+
+    /// Makes `length` bytes at `base` usable in requests.
+    func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion
+    /// Releases a registration.
+    func deregister(_ region: TransportRegion)
+
+    func postSend(_ request: TransportRequest) throws
+    func postReceive(_ request: TransportRequest) throws
+
+    /// Advances transfers and appends finished requests to `completions`. Never blocks.
+    /// - Throws: `TransportError` when a peer fails or the transport was aborted.
+    func progress(_ completions: inout [TransportCompletion]) throws
+
+    /// Blocks until `progress` may have something to report, or `deadline` passes, spinning
+    /// first when the host has a core to spare.
+    func waitForActivity(until deadline: ContinuousClock.Instant) throws
+
+    /// Fails every pending request with `error` here, tells every peer (so their pending
+    /// requests fail too, naming this rank), and wakes any waiter. Idempotent.
+    func abort(_ error: TransportError)
+
+    /// Releases everything; pending requests fail.
+    func close()
+}
