@@ -1,0 +1,133 @@
+import ChorusCore
+import ChorusSchedule
+
+/// A plan laid out for one rank and one message size: every instance (an op on one piece of
+/// its chunks) with its byte segments, dependencies and place in its message queue.
+///
+/// Instance `x = i·T + t` is op `i` on piece `t` of its chunks, where a chunk splits into
+/// `T = channels × slices` pieces and piece `t = k·slices + p` belongs to channel copy `k`,
+/// slice `p`. Instance `(i, t)` waits for `(j, t)` for each op `j` op `i` depends on (pieces are
+/// disjoint, so different pieces never conflict), and messages of one (peer, schedule channel,
+/// copy) go in op order, then slice order. Communicators build one per (plan, count, type) and
+/// reuse it.
+public final class CompiledPlan: @unchecked Sendable {
+    public let plan: Plan
+    public let rank: Int
+    public let blockElements: Int
+    public let dataType: DataType
+    public let ops: [Op]
+    let graph: ProgramGraph
+    /// Pieces per chunk (`T`) and slices per channel copy.
+    public let pieces: Int
+    public let slices: Int
+    public let inputBytes: Int
+    public let outputBytes: Int
+    public let scratchBytes: Int
+
+    // Segments of each instance's roles: 0 = source, 1 = destination, 2 = reduce operand.
+    @usableFromInline let segmentStart: [Int32]
+    @usableFromInline let segmentBuffer: [BufferKind]
+    @usableFromInline let segmentOffset: [Int]
+    @usableFromInline let segmentLength: [Int]
+    /// Previous and next instance in the same message queue (`-1` if none or local).
+    let queuePredecessor: [Int32]
+    let queueSuccessor: [Int32]
+    /// Low bits of the stream: schedule channel and channel copy.
+    let streamLow: [UInt64]
+    /// Bytes in the instance's message (sends and receives).
+    let messageBytes: [Int]
+
+    /// Mutable run state, reused call after call (a communicator runs one operation at a time).
+    let state: RunState
+
+    public var instanceCount: Int { ops.count * pieces }
+
+    /// Lays out `plan` for `rank` with blocks of `blockElements` elements of `dataType`.
+    public init(plan: Plan, rank: Int, blockElements m: Int, dataType: DataType, program: RankProgram? = nil) {
+        self.plan = plan
+        self.rank = rank
+        self.blockElements = m
+        self.dataType = dataType
+        let schedule = plan.schedule
+        let layout = schedule.layout
+        let program = program ?? schedule.program(for: rank)
+        ops = program.ops
+        graph = ProgramGraph(program: program, storage: StorageMap(layout: layout, collective: schedule.collective, rank: rank, aliased: true))
+        let es = dataType.size
+        slices = plan.slices(blockElements: m, elementSize: es)
+        pieces = plan.channels * slices
+        inputBytes = layout.elementCount(.input, blockElements: m) * es
+        outputBytes = layout.elementCount(.output, blockElements: m) * es
+        scratchBytes = layout.elementCount(.scratch, blockElements: m) * es
+
+        let T = pieces
+        let n = ops.count * T
+        var segmentStart = [Int32](repeating: 0, count: n * 3 + 1)
+        var buffers: [BufferKind] = [], offsets: [Int] = [], lengths: [Int] = []
+        var queuePredecessor = [Int32](repeating: -1, count: n)
+        var streamLow = [UInt64](repeating: 0, count: n)
+        var messageBytes = [Int](repeating: 0, count: n)
+        for (i, op) in ops.enumerated() {
+            let roles: [BufferSlice?] = [op.source, op.destination, op.reduceOperand]
+            for t in 0..<T {
+                let x = i * T + t
+                var bytes = 0
+                for (role, slice) in roles.enumerated() {
+                    if let slice {
+                        slice.chunks.forEach { c in
+                            let elements = layout.elements(ofChunk: c, piece: t, of: T, blockElements: m)
+                            buffers.append(slice.buffer)
+                            offsets.append(elements.lowerBound * es)
+                            lengths.append(elements.count * es)
+                            if role == (op.kind == .send ? 0 : 1) { bytes += elements.count * es }
+                        }
+                    }
+                    segmentStart[x * 3 + role + 1] = Int32(buffers.count)
+                }
+                messageBytes[x] = bytes
+                if op.kind == .send || op.kind == .recv {
+                    let k = t / slices, p = t % slices
+                    streamLow[x] = (UInt64(op.channel) << 16) | UInt64(k)
+                    if p > 0 {
+                        queuePredecessor[x] = Int32(x - 1)
+                    } else if graph.queuePredecessor[i] >= 0 {
+                        queuePredecessor[x] = Int32(Int(graph.queuePredecessor[i]) * T + k * slices + slices - 1)
+                    }
+                }
+            }
+        }
+        self.segmentStart = segmentStart
+        segmentBuffer = buffers
+        segmentOffset = offsets
+        segmentLength = lengths
+        var queueSuccessor = [Int32](repeating: -1, count: n)
+        for (x, p) in queuePredecessor.enumerated() where p >= 0 { queueSuccessor[Int(p)] = Int32(x) }
+        self.queuePredecessor = queuePredecessor
+        self.queueSuccessor = queueSuccessor
+        self.streamLow = streamLow
+        self.messageBytes = messageBytes
+        state = RunState(count: n)
+    }
+
+    /// The segments of instance `x` in `role` (0 source, 1 destination, 2 operand).
+    @inlinable
+    func segments(_ x: Int, _ role: Int) -> Range<Int> {
+        Int(segmentStart[x * 3 + role])..<Int(segmentStart[x * 3 + role + 1])
+    }
+}
+
+/// Per-call state of a compiled plan's instances.
+final class RunState {
+    var remaining: [Int32]
+    var posted: [Bool]
+    var done: [Bool]
+    /// Staging buffer of a receive that lands outside its destination (index into the pool), or `-1`.
+    var staging: [Int32]
+
+    init(count: Int) {
+        remaining = [Int32](repeating: 0, count: count)
+        posted = [Bool](repeating: false, count: count)
+        done = [Bool](repeating: false, count: count)
+        staging = [Int32](repeating: -1, count: count)
+    }
+}

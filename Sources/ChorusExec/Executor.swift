@@ -1,0 +1,375 @@
+import ChorusCore
+import ChorusSchedule
+import ChorusTransport
+
+/// One call to run: a compiled plan, its buffers, and where its messages go.
+public struct Execution {
+    public var compiled: CompiledPlan
+    /// The caller's buffers (`nil` when empty). In place, input and output overlap as the
+    /// collective's in-place form says; the schedule is valid either way.
+    public var input: UnsafeMutableRawPointer?
+    public var output: UnsafeMutableRawPointer?
+    public var reduceOp: ReduceOp
+    /// The call's signature; every message carries it and every receive checks it.
+    public var tag: UInt64
+    /// High bits of every stream: the communicator and the call's place in a group.
+    public var streamBase: UInt64
+    /// Transport rank of schedule rank `r` (sub-communicators); identity when `nil`.
+    public var worldRanks: [Int]?
+
+    public init(compiled: CompiledPlan, input: UnsafeMutableRawPointer?, output: UnsafeMutableRawPointer?,
+                reduceOp: ReduceOp, tag: UInt64, streamBase: UInt64, worldRanks: [Int]? = nil) {
+        self.compiled = compiled
+        self.input = input
+        self.output = output
+        self.reduceOp = reduceOp
+        self.tag = tag
+        self.streamBase = streamBase
+        self.worldRanks = worldRanks
+    }
+}
+
+/// Interprets compiled plans over a transport. Nothing in it knows any algorithm.
+///
+/// ## Protocol
+/// Every instance (op × piece) is *posted* once the instances it depends on are done and the
+/// previous message of its queue has been posted. Local copies and reductions run when posted.
+/// Sends post straight from the caller's buffer when the message is one contiguous segment
+/// (gathering into a staging buffer otherwise). Receives land straight in their destination,
+/// and a reducing receive then combines in place (`destination = operand ⊕ destination`),
+/// unless the operand overlaps the destination in memory (in place) or the destination is in
+/// several segments: then it lands in a staging buffer and is combined or scattered from there.
+/// Every received message's tag must equal the call's signature.
+///
+/// ## Threads and waiting
+/// `run` drives progress on the calling thread (a communicator's blocking calls run on the
+/// caller's thread; its async calls on the communicator's own progress thread, never on Swift's
+/// cooperative pool). When nothing completes it asks the transport to wait, which spins briefly
+/// and then sleeps; transports do not spin when ranks outnumber cores.
+public final class Executor {
+    public let transport: Transport
+    private var regions: [UnsafeMutableRawPointer: TransportRegion] = [:]
+    private var scratch: UnsafeMutableRawBufferPointer?
+    private var scratchRegion: TransportRegion?
+    private var stagingBuffers: [(memory: UnsafeMutableRawBufferPointer, region: TransportRegion)] = []
+    private var freeStaging: [Int] = []
+    private var completions: [TransportCompletion] = []
+    private var pending: [Int] = []
+
+    public init(transport: Transport) {
+        self.transport = transport
+    }
+
+    deinit {
+        for r in regions.values { transport.deregister(r) }
+        if let scratch { scratch.deallocate() }
+        if let scratchRegion { transport.deregister(scratchRegion) }
+        for s in stagingBuffers {
+            transport.deregister(s.region)
+            s.memory.deallocate()
+        }
+        if let zero {
+            transport.deregister(zero.1)
+            zero.0.deallocate()
+        }
+    }
+
+    /// The registered region for a caller buffer (registrations are kept across calls, keyed by
+    /// address; a buffer that grew is registered again).
+    private func region(for base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
+        if let r = regions[base], r.length >= length { return r }
+        if let old = regions[base] { transport.deregister(old) }
+        let r = try transport.register(base, length: max(length, 1))
+        regions[base] = r
+        return r
+    }
+
+    /// Forgets registrations of caller buffers (call when buffers may have been freed).
+    public func forgetRegistrations() {
+        for r in regions.values { transport.deregister(r) }
+        regions.removeAll()
+    }
+
+    private func scratchMemory(_ bytes: Int) throws -> (UnsafeMutableRawPointer, TransportRegion) {
+        if let scratch, scratch.count >= bytes, let scratchRegion { return (scratch.baseAddress!, scratchRegion) }
+        if let scratch { scratch.deallocate() }
+        if let scratchRegion { transport.deregister(scratchRegion) }
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        scratch = memory
+        scratchRegion = try transport.register(memory.baseAddress!, length: memory.count)
+        return (memory.baseAddress!, scratchRegion!)
+    }
+
+    private func acquireStaging(_ bytes: Int) throws -> Int {
+        if let i = freeStaging.firstIndex(where: { stagingBuffers[$0].memory.count >= bytes }) {
+            return freeStaging.remove(at: i)
+        }
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
+        let region = try transport.register(memory.baseAddress!, length: memory.count)
+        stagingBuffers.append((memory, region))
+        return stagingBuffers.count - 1
+    }
+
+    /// Runs `executions` together (one call, or a group's calls) until every instance is done.
+    /// - Parameters:
+    ///   - timeout: how long to wait without any progress before failing, naming the peer waited for.
+    ///   - isAborted: checked whenever the executor would wait; a non-nil reason stops the run.
+    /// - Throws: `ExecutionError`.
+    public func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?) throws {
+        struct Bound {
+            var base: [UnsafeMutableRawPointer?] = [nil, nil, nil]   // input, output, scratch
+            var region: [TransportRegion?] = [nil, nil, nil]
+        }
+        var bound: [Bound] = []
+        var total = 0
+        for e in executions {
+            let c = e.compiled
+            var b = Bound()
+            if c.inputBytes > 0, let input = e.input {
+                b.base[0] = input
+                b.region[0] = try region(for: input, length: c.inputBytes)
+            }
+            if c.outputBytes > 0, let output = e.output {
+                b.base[1] = output
+                b.region[1] = try region(for: output, length: c.outputBytes)
+            }
+            bound.append(b)
+            total += c.instanceCount
+        }
+        // Scratch is shared by the group's calls: give each its own slice.
+        let scratchNeed = executions.reduce(0) { $0 + ($1.compiled.scratchBytes + 63) / 64 * 64 }
+        if scratchNeed > 0 {
+            let (base, region) = try scratchMemory(scratchNeed)
+            var offset = 0
+            for (j, e) in executions.enumerated() where e.compiled.scratchBytes > 0 {
+                bound[j].base[2] = base + offset
+                bound[j].region[2] = TransportRegion(base: base + offset, length: e.compiled.scratchBytes, key: region.key)
+                offset += (e.compiled.scratchBytes + 63) / 64 * 64
+            }
+        }
+
+        for e in executions {
+            let c = e.compiled, s = c.state, T = c.pieces
+            for i in 0..<c.ops.count {
+                let predecessors = Int32(c.graph.predecessorOffsets[i + 1] - c.graph.predecessorOffsets[i])
+                for t in 0..<T {
+                    let x = i * T + t
+                    s.remaining[x] = predecessors
+                    s.posted[x] = false
+                    s.done[x] = false
+                    s.staging[x] = -1
+                }
+            }
+        }
+
+        var doneCount = 0
+        let start = ContinuousClock.now
+        var lastProgress = start
+
+        func pointer(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> UnsafeMutableRawPointer {
+            let kind = c.segmentBuffer[segment]
+            let index = kind == .input ? 0 : (kind == .output ? 1 : 2)
+            guard let base = bound[j].base[index] else {
+                preconditionFailure("executor: the \(kind) buffer is missing for a plan that uses it")
+            }
+            return base + c.segmentOffset[segment]
+        }
+        func regionAndOffset(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> (TransportRegion, Int) {
+            let kind = c.segmentBuffer[segment]
+            let index = kind == .input ? 0 : (kind == .output ? 1 : 2)
+            let region = bound[j].region[index]!
+            return (region, (bound[j].base[index]! - region.base) + c.segmentOffset[segment])
+        }
+        func ready(_ c: CompiledPlan, _ x: Int) -> Bool {
+            let s = c.state
+            guard !s.posted[x], s.remaining[x] == 0 else { return false }
+            let q = Int(c.queuePredecessor[x])
+            return q < 0 || s.posted[q]
+        }
+        func complete(_ j: Int, _ x: Int) {
+            let c = executions[j].compiled, s = c.state, T = c.pieces
+            s.done[x] = true
+            doneCount += 1
+            let i = x / T, t = x % T
+            for succ in c.graph.successors(of: i) {
+                let y = Int(succ) * T + t
+                s.remaining[y] -= 1
+                if s.remaining[y] == 0 { pending.append(j << 40 | y) }
+            }
+        }
+        func worldRank(_ e: Execution, _ r: Int) -> Int { e.worldRanks?[r] ?? r }
+
+        /// Posts instance x of execution j (which is ready).
+        func post(_ j: Int, _ x: Int) throws {
+            let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
+            s.posted[x] = true
+            let q = Int(c.queueSuccessor[x])
+            if q >= 0 { pending.append(j << 40 | q) }
+            let op = c.ops[x / T]
+            let es = c.dataType.size
+            switch op.kind {
+            case .copy:
+                let src = c.segments(x, 0), dst = c.segments(x, 1)
+                for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
+                    let from = pointer(j, c, a), to = pointer(j, c, b)
+                    if from != to { to.copyMemory(from: from, byteCount: c.segmentLength[a]) }
+                }
+                complete(j, x)
+            case .reduce:
+                let src = c.segments(x, 0), dst = c.segments(x, 1)
+                for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
+                    let into = pointer(j, c, b)
+                    ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.segmentLength[a] / es, a: into, b: pointer(j, c, a), into: into)
+                }
+                complete(j, x)
+            case .send:
+                let src = c.segments(x, 0)
+                let bytes = c.messageBytes[x]
+                var request = TransportRequest(peer: worldRank(e, Int(op.peer)), stream: e.streamBase | c.streamLow[x],
+                                               region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
+                if src.count == 1 && bytes > 0 {
+                    (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
+                } else if bytes > 0 {
+                    let k = try acquireStaging(bytes)
+                    s.staging[x] = Int32(k)
+                    var offset = 0
+                    for a in src {
+                        (stagingBuffers[k].memory.baseAddress! + offset).copyMemory(from: pointer(j, c, a), byteCount: c.segmentLength[a])
+                        offset += c.segmentLength[a]
+                    }
+                    request.region = stagingBuffers[k].region
+                }
+                try transport.postSend(request)
+            case .recv:
+                let dst = c.segments(x, 1), operand = c.segments(x, 2)
+                let bytes = c.messageBytes[x]
+                var request = TransportRequest(peer: worldRank(e, Int(op.peer)), stream: e.streamBase | c.streamLow[x],
+                                               region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
+                var direct = dst.count == 1 && bytes > 0
+                if direct && op.reducing {
+                    // Landing in the destination would overwrite an operand it overlaps.
+                    let d = pointer(j, c, dst.lowerBound), o = pointer(j, c, operand.lowerBound)
+                    let length = c.segmentLength[dst.lowerBound]
+                    direct = o + length <= d || d + length <= o
+                }
+                if direct {
+                    (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
+                } else if bytes > 0 {
+                    let k = try acquireStaging(bytes)
+                    s.staging[x] = Int32(k)
+                    request.region = stagingBuffers[k].region
+                }
+                try transport.postReceive(request)
+            }
+        }
+
+        /// A receive finished: check its signature, then combine or scatter what arrived.
+        func received(_ j: Int, _ x: Int, tag: UInt64) throws {
+            let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
+            let op = c.ops[x / T]
+            if tag != e.tag {
+                let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
+                let ours = CallSignature(packed: e.tag)?.description ?? "tag \(e.tag)"
+                throw ExecutionError.mismatch(peer: worldRank(e, Int(op.peer)), rank: transport.rank, theirs: theirs, ours: ours)
+            }
+            let es = c.dataType.size
+            let dst = c.segments(x, 1), operand = c.segments(x, 2)
+            if s.staging[x] >= 0 {
+                let base = stagingBuffers[Int(s.staging[x])].memory.baseAddress!
+                var offset = 0
+                for (n, d) in dst.enumerated() {
+                    let length = c.segmentLength[d]
+                    if length > 0 {
+                        let into = pointer(j, c, d)
+                        if op.reducing {
+                            ReductionKernels.reduce(e.reduceOp, c.dataType, count: length / es, a: pointer(j, c, operand.lowerBound + n), b: base + offset, into: into)
+                        } else {
+                            into.copyMemory(from: base + offset, byteCount: length)
+                        }
+                    }
+                    offset += length
+                }
+                freeStaging.append(Int(s.staging[x]))
+                s.staging[x] = -1
+            } else if op.reducing && c.messageBytes[x] > 0 {
+                let d = pointer(j, c, dst.lowerBound)
+                ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.messageBytes[x] / es, a: pointer(j, c, operand.lowerBound), b: d, into: d)
+            }
+        }
+
+        // Post everything ready from the start.
+        for (j, e) in executions.enumerated() {
+            let c = e.compiled
+            for x in 0..<c.instanceCount where ready(c, x) { try post(j, x) }
+        }
+        func drainPending() throws {
+            while let v = pending.popLast() {
+                let j = v >> 40, x = v & ((1 << 40) - 1)
+                let c = executions[j].compiled
+                if ready(c, x) { try post(j, x) }
+            }
+        }
+        do {
+            try drainPending()
+            while doneCount < total {
+                completions.removeAll(keepingCapacity: true)
+                try transport.progress(&completions)
+                if completions.isEmpty {
+                    if let reason = isAborted() { throw ExecutionError.aborted(reason) }
+                    let now = ContinuousClock.now
+                    if now - lastProgress > timeout { throw timeoutError(executions, after: now - lastProgress) }
+                    try transport.waitForActivity(until: min(now + .milliseconds(100), lastProgress + timeout))
+                    continue
+                }
+                lastProgress = ContinuousClock.now
+                for completion in completions {
+                    let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
+                    let c = executions[j].compiled
+                    if c.ops[x / c.pieces].kind == .recv {
+                        try received(j, x, tag: completion.tag)
+                    } else if c.state.staging[x] >= 0 {
+                        freeStaging.append(Int(c.state.staging[x]))
+                        c.state.staging[x] = -1
+                    }
+                    complete(j, x)
+                }
+                try drainPending()
+            }
+        } catch let error as TransportError {
+            throw error.kind == .aborted ? ExecutionError.aborted(error.message) : ExecutionError.transport(error)
+        }
+
+        // `avg` is a sum divided by the rank count, on the ranks that hold a reduction.
+        for (j, e) in executions.enumerated() where e.reduceOp == .avg {
+            let c = e.compiled
+            let schedule = c.plan.schedule
+            guard schedule.collective.reduces, let output = bound[j].base[1] else { continue }
+            if schedule.collective == .reduce && c.rank != schedule.root { continue }
+            ReductionKernels.divide(c.dataType, count: c.outputBytes / c.dataType.size, buffer: output, by: schedule.ranks)
+        }
+    }
+
+    private var zero: (UnsafeMutableRawBufferPointer, TransportRegion)?
+
+    /// A registered placeholder for zero-byte messages.
+    private func zeroRegion() throws -> TransportRegion {
+        if let zero { return zero.1 }
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 64)
+        let region = try transport.register(memory.baseAddress!, length: 64)
+        zero = (memory, region)
+        return region
+    }
+
+    /// The timeout, naming the peer of the first receive still waiting.
+    private func timeoutError(_ executions: [Execution], after: Duration) -> ExecutionError {
+        for e in executions {
+            let c = e.compiled, s = c.state
+            for x in 0..<c.instanceCount where s.posted[x] && !s.done[x] {
+                let op = c.ops[x / c.pieces]
+                let peer = e.worldRanks?[Int(op.peer)] ?? Int(op.peer)
+                return .timeout(rank: transport.rank, peer: peer, after: after, waitingFor: "op \(x / c.pieces), \(op.summary)")
+            }
+        }
+        return .timeout(rank: transport.rank, peer: nil, after: after, waitingFor: "no message in flight")
+    }
+}

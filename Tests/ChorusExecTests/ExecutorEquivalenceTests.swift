@@ -1,0 +1,137 @@
+import ChorusAlgorithms
+import ChorusCore
+import ChorusExec
+import ChorusSchedule
+import ChorusTransport
+import Foundation
+import Testing
+
+let longTests = ProcessInfo.processInfo.environment["CHORUS_LONG_TESTS"].map { $0 != "0" && !$0.isEmpty } ?? false
+
+/// One call of the grid.
+struct GridCall: Sendable {
+    var algorithm: String
+    var spec: CollectiveSpec
+    var contextIndex: Int
+    var dataType: DataType
+    var op: ReduceOp
+    var count: Int
+    var inPlace: Bool
+    var seed: UInt64
+}
+
+/// Contexts a rank count is tested in: plain, a torus where the count is one, instance groups.
+func contexts(_ n: Int) -> [AlgorithmContext] {
+    var list = [AlgorithmContext(ranks: n)]
+    if n == 4 { list.append(AlgorithmContext(ranks: 4, torus: TorusPattern(dimensions: [2, 2]))) }
+    if n == 8 { list.append(AlgorithmContext(ranks: 8, torus: TorusPattern(dimensions: [2, 4]))) }
+    if n % 2 == 0 && n >= 4 { list.append(AlgorithmContext(ranks: n, groupSize: 2)) }
+    return list
+}
+
+/// The whole grid for `n` ranks: every applicable (algorithm, collective, context) × type × op
+/// × count × placement. Counts include 0, 1, primes and counts not divisible by `n`.
+func grid(_ n: Int) -> [GridCall] {
+    let counts = longTests ? [0, 1, 2, 7, 13, 97, 1000] : [0, 1, 13, 97]
+    var calls: [GridCall] = []
+    var seed: UInt64 = 1
+    for (ci, context) in contexts(n).enumerated() {
+        for algorithm in AlgorithmRegistry.all {
+            for collective in algorithm.collectives {
+                let spec = CollectiveSpec(collective, ranks: n, root: collective.hasRoot ? (n - 1) / 2 : 0)
+                guard algorithm.unavailableReason(spec, context) == nil else { continue }
+                // Plain-context algorithms run once; context-specific ones only in their context.
+                if ci > 0 && AlgorithmRegistry.algorithm(id: algorithm.id)!.unavailableReason(spec, AlgorithmContext(ranks: n)) == nil { continue }
+                for type in DataType.allCases {
+                    for op in (collective.reduces ? ReduceOp.allCases : [.sum]) {
+                        // Every type meets every op on the first count; the other counts cycle through ops.
+                        for (k, count) in counts.enumerated() where k == 0 || longTests || ReduceOp.allCases.firstIndex(of: op)! == k % ReduceOp.allCases.count {
+                            for inPlace in [false, true] {
+                                calls.append(GridCall(algorithm: algorithm.id, spec: spec, contextIndex: ci, dataType: type, op: op,
+                                                      count: count, inPlace: inPlace, seed: seed))
+                                seed += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return calls
+}
+
+/// Each rank's input bytes for a call.
+func inputs(_ call: GridCall, layout: ChunkLayout) -> [[UInt8]] {
+    (0..<call.spec.ranks).map { r in sampleBytes(call.dataType, count: layout.inputBlocks * call.count, seed: call.seed &* 131 &+ UInt64(r)) }
+}
+
+@Suite("Executor over the in-process transport")
+struct ExecutorEquivalenceTests {
+    @Test(arguments: Array(1...8))
+    func producesExactlyWhatTheReferenceInterpreterProduces(_ n: Int) throws {
+        let calls = grid(n)
+        let world = InProcessWorld(size: n)
+        let outputs: [[[UInt8]]] = try world.run { rank, transport in
+            let executor = Executor(transport: transport)
+            var results: [[UInt8]] = []
+            var compiledCache: [String: CompiledPlan] = [:]
+            for call in calls {
+                let algorithm = AlgorithmRegistry.algorithm(id: call.algorithm)!
+                let key = "\(call.algorithm)/\(call.spec.collective)/\(call.contextIndex)/\(call.dataType)/\(call.count)"
+                let compiled: CompiledPlan
+                if let c = compiledCache[key] {
+                    compiled = c
+                } else {
+                    let schedule = try algorithm.generate(call.spec, context: contexts(n)[call.contextIndex])
+                    compiled = CompiledPlan(plan: Plan(schedule: schedule, channels: 2, sliceBytes: 24), rank: rank,
+                                            blockElements: call.count, dataType: call.dataType)
+                    compiledCache[key] = compiled
+                }
+                let layout = compiled.plan.schedule.layout
+                let input = inputs(call, layout: layout)[rank]
+                let es = call.dataType.size
+                var output = [UInt8](repeating: 0, count: compiled.outputBytes)
+                var inputCopy = input
+                let tag = CallSignature(call.spec.collective, count: call.count, dataType: call.dataType, op: call.op, root: call.spec.root).packed
+                try output.withUnsafeMutableBytes { out in
+                    try inputCopy.withUnsafeMutableBytes { inp in
+                        var inPtr = inp.baseAddress, outPtr = out.baseAddress
+                        if call.inPlace {
+                            // The collective's in-place form: the input sits inside the output (or the reverse).
+                            switch call.spec.collective {
+                            case .allReduce, .broadcast, .reduce:
+                                if compiled.outputBytes > 0 { outPtr!.copyMemory(from: inPtr!, byteCount: compiled.inputBytes) }
+                                inPtr = outPtr
+                            case .allGather:
+                                let block = call.count * es
+                                if block > 0 { (outPtr! + rank * block).copyMemory(from: inPtr!, byteCount: block) }
+                                inPtr = outPtr.map { $0 + rank * block }
+                            case .reduceScatter:
+                                outPtr = inPtr.map { $0 + rank * call.count * es }
+                            }
+                        }
+                        let execution = Execution(compiled: compiled, input: inPtr, output: outPtr, reduceOp: call.op, tag: tag, streamBase: 0)
+                        try executor.run([execution], timeout: .seconds(20), isAborted: { nil })
+                        if call.inPlace && call.spec.collective == .reduceScatter && compiled.outputBytes > 0 {
+                            out.baseAddress!.copyMemory(from: outPtr!, byteCount: compiled.outputBytes)
+                        }
+                    }
+                }
+                results.append(output)
+            }
+            return results
+        }
+        var checked = 0
+        for (index, call) in calls.enumerated() {
+            let schedule = try AlgorithmRegistry.algorithm(id: call.algorithm)!.generate(call.spec, context: contexts(n)[call.contextIndex])
+            let expected = try ReferenceInterpreter.run(Plan(schedule: schedule), dataType: call.dataType, op: call.op, blockElements: call.count,
+                                                        inputs: inputs(call, layout: schedule.layout), inPlace: call.inPlace)
+            for r in 0..<n where call.spec.collective != .reduce || r == call.spec.root {
+                let same = sameResult(call.dataType, outputs[r][index], expected[r])
+                #expect(same, "\(call.algorithm) \(call.spec.collective) n=\(n) \(call.dataType) \(call.op) count \(call.count) inPlace \(call.inPlace) rank \(r)")
+                checked += 1
+            }
+        }
+        #expect(checked > 0)
+    }
+}
