@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
         .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
         .library(name: "ChorusExec", targets: ["ChorusExec"]),
+        .library(name: "Chorus", targets: ["Chorus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -57,6 +58,14 @@ let package = Package(
             exclude: ["README.md"]
         ),
 
+        // MARK: - Layer 4: the public API
+        .target(
+            name: "Chorus",
+            dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
+                           "ChorusExec", "ChorusTransport"],
+            exclude: ["README.md"]
+        ),
+
         // MARK: - Tools
         .executableTarget(
             name: "chorus",
@@ -74,6 +83,7 @@ let package = Package(
         .testTarget(name: "ChorusAlgorithmsTests", dependencies: ["ChorusAlgorithms"]),
         .testTarget(name: "ChorusSelectTests", dependencies: ["ChorusSelect"]),
         .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
+        .testTarget(name: "ChorusTests", dependencies: ["Chorus"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )

@@ -12,10 +12,13 @@ public enum ExecutionError: Error, CustomStringConvertible, Sendable {
     /// The transport failed.
     case transport(TransportError)
 
+    /// Starts every mismatch report, so a relayed abort can be recognized as one.
+    public static let mismatchPhrase = "calls disagree across ranks"
+
     public var description: String {
         switch self {
         case .mismatch(let peer, let rank, let theirs, let ours):
-            return "calls disagree across ranks: rank \(rank) called \(ours) but rank \(peer) called \(theirs)"
+            return "\(Self.mismatchPhrase): rank \(rank) called \(ours) but rank \(peer) called \(theirs)"
         case .timeout(let rank, let peer, let after, let what):
             let who = peer.map { "rank \($0)" } ?? "a peer"
             return "rank \(rank) timed out after \(after.chorusDescription) waiting for \(who) (\(what)); \(who) may have stopped, or be stuck waiting for another rank"

@@ -264,13 +264,18 @@ public final class Executor {
         }
 
         /// A receive finished: check its signature, then combine or scatter what arrived.
-        func received(_ j: Int, _ x: Int, tag: UInt64) throws {
+        func received(_ j: Int, _ x: Int, tag: UInt64, length: Int) throws {
             let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
             let op = c.ops[x / T]
             if tag != e.tag {
                 let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
                 let ours = CallSignature(packed: e.tag)?.description ?? "tag \(e.tag)"
                 throw ExecutionError.mismatch(peer: worldRank(e, Int(op.peer)), rank: transport.rank, theirs: theirs, ours: ours)
+            }
+            guard length == c.messageBytes[x] else {
+                let peer = worldRank(e, Int(op.peer))
+                throw ExecutionError.transport(TransportError(.protocolViolation, peer: peer,
+                    "rank \(peer) sent \(length) bytes where rank \(transport.rank) expected \(c.messageBytes[x]) (op \(x / c.pieces), \(op.summary)); the ranks run the same call with different plans (is CHORUS_ALGO or CHORUS_TOPO_FILE set differently?)"))
             }
             let es = c.dataType.size
             let dst = c.segments(x, 1), operand = c.segments(x, 2)
@@ -326,7 +331,7 @@ public final class Executor {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
                     let c = executions[j].compiled
                     if c.ops[x / c.pieces].kind == .recv {
-                        try received(j, x, tag: completion.tag)
+                        try received(j, x, tag: completion.tag, length: completion.length)
                     } else if c.state.staging[x] >= 0 {
                         freeStaging.append(Int(c.state.staging[x]))
                         c.state.staging[x] = -1

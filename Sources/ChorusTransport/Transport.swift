@@ -58,10 +58,14 @@ public struct TransportCompletion: Sendable {
     public var id: UInt64
     /// For a receive, the sender's tag.
     public var tag: UInt64
+    /// For a receive, the bytes the sender sent. When it differs from the receive's length
+    /// nothing was written (the caller reports the disagreement, after checking the tag).
+    public var length: Int
 
-    public init(id: UInt64, tag: UInt64) {
+    public init(id: UInt64, tag: UInt64, length: Int) {
         self.id = id
         self.tag = tag
+        self.length = length
     }
 }
 

@@ -1,0 +1,225 @@
+import ChorusCore
+import ChorusExec
+import ChorusSchedule
+import ChorusSelect
+import ChorusTransport
+import Synchronization
+
+/// A group of ranks that run collectives together: the handle a training runtime holds.
+///
+/// ```swift
+/// let comm = try Communicator.fromEnvironment()          // torchrun, mpirun, srun, chorus run
+/// var gradients: [Float] = ...
+/// try comm.allReduce(&gradients, op: .avg)
+/// ```
+///
+/// Every rank of the communicator must make the same calls in the same order (as with NCCL and
+/// MPI); calls that disagree (collective, count, type, op or root) fail with `.mismatch` on
+/// every rank instead of combining unrelated data.
+///
+/// ## Threads
+/// A communicator may be used from any thread; calls run one at a time, in the order they were
+/// made. Blocking calls run on the calling thread; `async` calls run on the communicator's own
+/// progress thread and resume from there (never blocking Swift's cooperative pool). `abort` and
+/// `asyncError` may be called from any thread at any time.
+///
+/// ## Failures
+/// A call that fails (a peer stopped for `CHORUS_TIMEOUT`, calls disagree, a peer aborted, a
+/// transport error) poisons the communicator, its parent and its splits: every later call
+/// fails with the same error. Rebuild the communicator to go on.
+public final class Communicator: @unchecked Sendable {
+    /// This rank, `0..<size`.
+    public let rank: Int
+    public let size: Int
+    /// The transport's name (`inproc`, `shm`, `tcp`, ...).
+    public var transportKind: String { engine.transport.kind }
+
+    let engine: Engine
+    /// Transport rank of each communicator rank; `nil` when they are the same.
+    let worldRanks: [Int]?
+    /// Host index of each rank (for the selector's model).
+    let hosts: [Int]
+    /// 24 bits naming the communicator inside every stream it uses.
+    let id: UInt64
+    let plans: PlanCache
+    let splits = Mutex<UInt64>(0)
+    private let closed = Atomic<Bool>(false)
+
+    init(engine: Engine, rank: Int, size: Int, worldRanks: [Int]?, hosts: [Int], id: UInt64) {
+        self.engine = engine
+        self.rank = rank
+        self.size = size
+        self.worldRanks = worldRanks
+        self.hosts = hosts
+        self.id = id & 0xFF_FFFF
+        self.plans = PlanCache(rank: rank, size: size, hosts: hosts, configuration: engine.configuration)
+    }
+
+    // MARK: - Creation
+
+    /// `size` communicators of one job whose ranks are threads of this process (ranks run the
+    /// in-process transport: messages are copied once, from buffer to buffer). For tests, and
+    /// for runtimes that drive several ranks from one process.
+    public static func inProcess(size: Int, configuration: ChorusConfiguration = ChorusConfiguration()) throws(ChorusError) -> [Communicator] {
+        guard size >= 1 else { throw .invalidArgument("a communicator needs at least one rank, not \(size)") }
+        let fabric = InProcessFabric(size: size)
+        return (0..<size).map { r in
+            Communicator(engine: Engine(transport: fabric.transport(rank: r), configuration: configuration),
+                         rank: r, size: size, worldRanks: nil, hosts: Array(repeating: 0, count: size), id: 1)
+        }
+    }
+
+    /// A communicator over an existing transport (one per rank; every rank's transport must be
+    /// of the same job). `hosts` gives each rank's host index for the selector's model.
+    public static func over(_ transport: Transport, hosts: [Int]? = nil, configuration: ChorusConfiguration = ChorusConfiguration()) throws(ChorusError) -> Communicator {
+        let hosts = hosts ?? Array(repeating: 0, count: transport.size)
+        guard hosts.count == transport.size else {
+            throw .invalidArgument("hosts lists \(hosts.count) ranks but the transport has \(transport.size)")
+        }
+        return Communicator(engine: Engine(transport: transport, configuration: configuration),
+                            rank: transport.rank, size: transport.size, worldRanks: nil, hosts: hosts, id: 1)
+    }
+
+    // MARK: - State
+
+    /// Marks the communicator closed after every call made before has finished. Later calls
+    /// fail with `.invalidArgument`. The transport is released when the last communicator
+    /// sharing it (parent and splits) is gone.
+    public func close() {
+        let ticket = engine.takeTicket()
+        _ = try? engine.withTurn(ticket) { () throws(ChorusError) in }
+        closed.store(true, ordering: .releasing)
+    }
+
+    /// Stops this communicator, its parent and its splits, here and on every peer: a call in
+    /// flight on any thread returns `.aborted` promptly, and so does every later call. Returns
+    /// at once.
+    public func abort(reason: String = "aborted by the application") {
+        engine.abort(reason: reason)
+    }
+
+    /// The error that stopped the communicator, if any: one here, or one a peer reported
+    /// (checked without blocking when no call is running). `nil` while all is well.
+    public func asyncError() -> ChorusError? {
+        engine.asyncError()
+    }
+
+    /// Why the selector picks the plan it picks for a call of this shape, one line per algorithm.
+    public func explain(_ collective: Collective, count: Int, dataType: DataType, root: Int = 0) throws(ChorusError) -> [String] {
+        let ticket = engine.takeTicket()
+        return try engine.withTurn(ticket) { () throws(ChorusError) -> [String] in
+            try plans.selection(collective, count: count, dataType: dataType, root: root).explanation
+        }
+    }
+
+    // MARK: - Running calls
+
+    private func checkOpen(_ what: String) throws(ChorusError) {
+        if closed.load(ordering: .acquiring) { throw .invalidArgument("\(what) on rank \(rank): the communicator is closed") }
+    }
+
+    /// Runs a checked call now (blocking), or records it when a group is open on this thread.
+    func perform(_ call: Call) throws(ChorusError) {
+        try checkOpen(call.name)
+        try call.validate(rank: rank, size: size)
+        if GroupState.isOpen {
+            GroupState.record(self, call)
+            return
+        }
+        let ticket = engine.takeTicket()
+        try engine.withTurn(ticket) { () throws(ChorusError) in try engine.run(try executions([(self, call)])) }
+    }
+
+    /// Runs a checked call on the progress thread.
+    func performAsync(_ call: Call) async throws(ChorusError) {
+        try checkOpen(call.name)
+        try call.validate(rank: rank, size: size)
+        if GroupState.isOpen {
+            throw .invalidArgument("\(call.name) on rank \(rank): async calls cannot be part of a group; use the blocking raw-buffer forms between groupStart and groupEnd")
+        }
+        let ticket = engine.takeTicket()
+        let result: ChorusError? = await withCheckedContinuation { continuation in
+            engine.submit(ticket, { [self] () throws(ChorusError) in try engine.run(try executions([(self, call)])) },
+                          completion: { continuation.resume(returning: $0) })
+        }
+        if let result { throw result }
+    }
+
+    /// Lays out `calls` (all on this engine, in order) as executions: each call on its own
+    /// stream slot, a rooted collective with its signature ring.
+    func executions(_ calls: [(Communicator, Call)]) throws(ChorusError) -> [Execution] {
+        guard calls.count < Communicator.ringSlot else {
+            throw .invalidArgument("a group holds \(calls.count) operations; at most \(Communicator.ringSlot - 1) can run together")
+        }
+        var executions: [Execution] = []
+        var used = Set<ObjectIdentifier>()
+        for (g, (comm, call)) in calls.enumerated() {
+            executions += try comm.prepare(call, slot: UInt64(g + 1), used: &used)
+        }
+        return executions
+    }
+
+    /// Stream slot of point-to-point messages (one FIFO queue per peer pair).
+    static let pointToPointSlot: UInt64 = 0
+    /// Slots at and above this one carry signature rings.
+    static let ringSlot = 0x8000
+
+    private func streamBase(slot: UInt64) -> UInt64 { id << 40 | slot << 24 }
+
+    private func prepare(_ call: Call, slot: UInt64, used: inout Set<ObjectIdentifier>) throws(ChorusError) -> [Execution] {
+        let tag = call.signature.packed
+        switch call.kind {
+        case .send(let peer), .receive(let peer):
+            let op: Op
+            if case .send = call.kind {
+                op = .send(to: peer, BufferSlice(.input, chunk: 0))
+            } else {
+                op = .recv(from: peer, into: BufferSlice(.output, chunk: 0))
+            }
+            let compiled = plans.explicit([op], count: call.count, dataType: call.dataType)
+            return [Execution(compiled: compiled, input: call.input, output: call.output, reduceOp: .sum, tag: tag,
+                              streamBase: streamBase(slot: Communicator.pointToPointSlot), worldRanks: worldRanks)]
+        case .barrier:
+            guard size > 1 else { return [] }
+            let byte = engine.auxiliaryBuffer(64)
+            let compiled = try plan(.allReduce, count: 1, dataType: .uint8, root: 0, used: &used)
+            return [Execution(compiled: compiled, input: byte, output: byte, reduceOp: .max, tag: tag,
+                              streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
+        case .collective(let collective):
+            var input = call.input, output = call.output
+            if collective == .broadcast && rank != call.root { input = output }
+            if collective == .reduce && rank != call.root {
+                output = engine.auxiliaryBuffer(call.count * call.dataType.size)
+            }
+            if size == 1 {
+                // One rank: the result is the input (avg of one value is itself).
+                let (inBytes, outBytes) = call.bytes(size: 1, rank: 0)
+                if let input, let output, input != output, min(inBytes, outBytes) > 0 {
+                    output.copyMemory(from: input, byteCount: min(inBytes, outBytes))
+                }
+                return []
+            }
+            let compiled = try plan(collective, count: call.count, dataType: call.dataType, root: call.root, used: &used)
+            var result = [Execution(compiled: compiled, input: input, output: output, reduceOp: call.op, tag: tag,
+                                    streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
+            if collective.hasRoot {
+                // Every rank receives something tagged with the call, so a rank that runs a
+                // different call is caught even where the plan has it only send.
+                let ring: [Op] = [.send(to: (rank + 1) % size, BufferSlice(.input, chunk: 0)),
+                                  .recv(from: (rank + size - 1) % size, into: BufferSlice(.output, chunk: 0))]
+                result.append(Execution(compiled: plans.explicit(ring, count: 0, dataType: call.dataType), input: nil, output: nil,
+                                        reduceOp: .sum, tag: tag, streamBase: streamBase(slot: UInt64(Communicator.ringSlot) + slot),
+                                        worldRanks: worldRanks))
+            }
+            return result
+        }
+    }
+
+    private func plan(_ c: Collective, count: Int, dataType: DataType, root: Int, used: inout Set<ObjectIdentifier>) throws(ChorusError) -> CompiledPlan {
+        var compiled = try plans.compiled(c, count: count, dataType: dataType, root: root)
+        if !used.insert(ObjectIdentifier(compiled)).inserted {
+            compiled = try plans.compiled(c, count: count, dataType: dataType, root: root, fresh: true)
+        }
+        return compiled
+    }
+}

@@ -1,0 +1,131 @@
+import ChorusCore
+import ChorusExec
+import ChorusSchedule
+import ChorusSelect
+import ChorusTopology
+
+/// The topology a communicator's selector models: `CHORUS_TOPO_FILE` when set (its first
+/// `size` ranks), else one built from where the ranks run.
+///
+/// The built model: ranks on one host are processes sharing memory (a crossbar of `shm` links
+/// to the host's memory system, as `Topologies/localhost.yaml`); hosts join through one NIC
+/// each on an Ethernet switch. Figures are the development machine's; calibrate with
+/// `chorus sim --calibrate` and point `CHORUS_TOPO_FILE` at a file for real clusters.
+enum HostModel {
+    static let shm = LinkAttributes(kind: .shm, bandwidth: .gigabytesPerSecond(10), latency: .nanoseconds(200))
+    static let hostLink = LinkAttributes(kind: .pcie, bandwidth: .gigabytesPerSecond(16), latency: .nanoseconds(500))
+    static let network = LinkAttributes(kind: .ethernet, bandwidth: .gigabitsPerSecond(25), latency: .microseconds(10))
+
+    /// - Parameter hosts: the host index of each rank (0-based, dense).
+    static func topology(hosts: [Int]) throws -> Topology {
+        let hostCount = (hosts.max() ?? 0) + 1
+        var b = TopologyBuilder(name: "chorus-job", summary: "\(hosts.count) ranks on \(hostCount) host(s), as the communicator sees them")
+        let procs = try b.addFamily("proc", count: hosts.count, kind: .cpu, host: { hosts[$0] })
+        if hostCount == 1 {
+            _ = try b.addFamily("memory", count: 1, kind: .switch)
+            try b.crossbar(over: "proc", switches: "memory", shm)
+        } else {
+            let fabric = try b.addNode("network", kind: .switch, host: 0)
+            for h in 0..<hostCount {
+                let memory = try b.addNode("memory\(h)", kind: .switch, host: h)
+                let nic = try b.addNode("nic\(h)", kind: .nic, host: h)
+                b.setLineRate(of: nic, network.bandwidth)
+                _ = try b.addLink(nic, memory, hostLink)
+                _ = try b.addLink(nic, fabric, network)
+                for (r, p) in procs.enumerated() where hosts[r] == h { _ = try b.addLink(p, memory, shm) }
+            }
+        }
+        b.setRanks(procs)
+        return try b.build()
+    }
+}
+
+/// Compiled plans of one communicator, keyed by what selects them; least recently used ones
+/// go first. Used only by the thread whose turn it is.
+final class PlanCache {
+    struct Key: Hashable {
+        var collective: Collective
+        var count: Int
+        var dataType: DataType
+        var root: Int
+    }
+
+    let rank: Int
+    let size: Int
+    private let configuration: ChorusConfiguration
+    private let hosts: [Int]
+    private var selector: Selector?
+    private var entries: [Key: (plan: CompiledPlan, used: UInt64)] = [:]
+    private var clock: UInt64 = 0
+    static let capacity = 64
+
+    init(rank: Int, size: Int, hosts: [Int], configuration: ChorusConfiguration) {
+        self.rank = rank
+        self.size = size
+        self.hosts = hosts
+        self.configuration = configuration
+    }
+
+    private func makeSelector() throws(ChorusError) -> Selector {
+        if let selector { return selector }
+        let topology: Topology
+        if let file = configuration.topologyFile {
+            do {
+                topology = try TopologyLoader().load(file)
+            } catch {
+                throw .configuration("CHORUS_TOPO_FILE=\(file): \(error)")
+            }
+            guard topology.rankCount >= size else {
+                throw .configuration("CHORUS_TOPO_FILE=\(file) describes \(topology.rankCount) ranks but the communicator has \(size)")
+            }
+        } else {
+            do { topology = try HostModel.topology(hosts: hosts) } catch {
+                throw .configuration("cannot model the job's hosts: \(error)")
+            }
+        }
+        let s = Selector(topology: topology, ranks: size)
+        selector = s
+        return s
+    }
+
+    /// The selector's decision for a call (used by `explain`).
+    func selection(_ collective: Collective, count: Int, dataType: DataType, root: Int) throws(ChorusError) -> Selection {
+        let selector = try makeSelector()
+        var bytes = count * dataType.size
+        if collective == .allGather || collective == .reduceScatter { bytes *= size }
+        do {
+            return try selector.select(collective, bytes: bytes, root: root, override: configuration.algorithmOverride)
+        } catch {
+            throw .configuration("\(error)")
+        }
+    }
+
+    /// The compiled plan for a call. `fresh` forces a new copy (a group that runs one key twice
+    /// needs two, since a compiled plan holds per-run state).
+    func compiled(_ collective: Collective, count: Int, dataType: DataType, root: Int, fresh: Bool = false) throws(ChorusError) -> CompiledPlan {
+        let key = Key(collective: collective, count: count, dataType: dataType, root: root)
+        clock += 1
+        if !fresh, let hit = entries[key] {
+            entries[key]!.used = clock
+            return hit.plan
+        }
+        let selection = try selection(collective, count: count, dataType: dataType, root: root)
+        let plan: Plan
+        do { plan = try selection.plan() } catch { throw .configuration("\(error)") }
+        let compiled = CompiledPlan(plan: plan, rank: rank, blockElements: count, dataType: dataType)
+        if fresh { return compiled }
+        if entries.count >= Self.capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
+            entries.removeValue(forKey: oldest.key)
+        }
+        entries[key] = (compiled, clock)
+        return compiled
+    }
+
+    /// A plan that runs exactly `ops` on this rank (point-to-point messages, the signature ring):
+    /// one chunk of `count` elements in input and output.
+    func explicit(_ ops: [Op], count: Int, dataType: DataType) -> CompiledPlan {
+        let layout = ChunkLayout.standard(.broadcast, ranks: size, chunksPerBlock: 1)
+        let schedule = Schedule(algorithm: "point-to-point", collective: .broadcast, ranks: size, layout: layout) { _ in RankProgram() }
+        return CompiledPlan(plan: Plan(schedule: schedule), rank: rank, blockElements: count, dataType: dataType, program: RankProgram(ops))
+    }
+}

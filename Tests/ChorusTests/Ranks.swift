@@ -1,0 +1,53 @@
+import Chorus
+import Foundation
+
+/// Runs `body` once per communicator, each on its own thread (ranks as threads), and returns
+/// every rank's result, errors included.
+func onRanks<T: Sendable>(_ comms: [Communicator], _ body: @escaping @Sendable (Communicator) throws -> T) -> [Result<T, Error>] {
+    let results = Results<T>(count: comms.count)
+    let group = DispatchGroup()
+    for comm in comms {
+        group.enter()
+        let thread = Thread {
+            let r: Result<T, Error>
+            do { r = .success(try body(comm)) } catch { r = .failure(error) }
+            results.set(comm.rank, r)
+            group.leave()
+        }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+    group.wait()
+    return results.values
+}
+
+/// Every rank's value; the first error rethrown.
+func onRanksOrThrow<T: Sendable>(_ comms: [Communicator], _ body: @escaping @Sendable (Communicator) throws -> T) throws -> [T] {
+    try onRanks(comms, body).map { try $0.get() }
+}
+
+final class Results<T: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [Result<T, Error>?]
+
+    init(count: Int) { storage = Array(repeating: nil, count: count) }
+
+    func set(_ i: Int, _ value: Result<T, Error>) {
+        lock.lock()
+        storage[i] = value
+        lock.unlock()
+    }
+
+    var values: [Result<T, Error>] {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage.map { $0! }
+    }
+}
+
+extension Result {
+    var error: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}
