@@ -44,7 +44,7 @@ public struct ChorusConfiguration: Sendable {
 
     /// Reads the variables above.
     /// - Throws: `ChorusError.configuration` naming the variable and what it expected.
-    public init(environment: [String: String]) throws {
+    public init(environment: [String: String]) throws(ChorusError) {
         self.init()
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
         if let algo = value("CHORUS_ALGO") {

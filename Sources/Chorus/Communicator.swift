@@ -204,10 +204,11 @@ public final class Communicator: @unchecked Sendable {
                                     streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
             if collective.hasRoot {
                 // Every rank receives something tagged with the call, so a rank that runs a
-                // different call is caught even where the plan has it only send.
+                // different call is caught even where the plan has it only send. (Empty messages;
+                // the receive names another chunk than the send, so it does not wait for it.)
                 let ring: [Op] = [.send(to: (rank + 1) % size, BufferSlice(.input, chunk: 0)),
-                                  .recv(from: (rank + size - 1) % size, into: BufferSlice(.output, chunk: 0))]
-                result.append(Execution(compiled: plans.explicit(ring, count: 0, dataType: call.dataType), input: nil, output: nil,
+                                  .recv(from: (rank + size - 1) % size, into: BufferSlice(.output, chunk: 1))]
+                result.append(Execution(compiled: plans.explicit(ring, count: 0, dataType: call.dataType, chunks: 2), input: nil, output: nil,
                                         reduceOp: .sum, tag: tag, streamBase: streamBase(slot: UInt64(Communicator.ringSlot) + slot),
                                         worldRanks: worldRanks))
             }

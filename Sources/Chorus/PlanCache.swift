@@ -122,9 +122,9 @@ final class PlanCache {
     }
 
     /// A plan that runs exactly `ops` on this rank (point-to-point messages, the signature ring):
-    /// one chunk of `count` elements in input and output.
-    func explicit(_ ops: [Op], count: Int, dataType: DataType) -> CompiledPlan {
-        let layout = ChunkLayout.standard(.broadcast, ranks: size, chunksPerBlock: 1)
+    /// input and output of `count` elements in `chunks` chunks.
+    func explicit(_ ops: [Op], count: Int, dataType: DataType, chunks: Int = 1) -> CompiledPlan {
+        let layout = ChunkLayout.standard(.broadcast, ranks: size, chunksPerBlock: chunks)
         let schedule = Schedule(algorithm: "point-to-point", collective: .broadcast, ranks: size, layout: layout) { _ in RankProgram() }
         return CompiledPlan(plan: Plan(schedule: schedule), rank: rank, blockElements: count, dataType: dataType, program: RankProgram(ops))
     }

@@ -38,6 +38,12 @@ final class Results<T: Sendable>: @unchecked Sendable {
         lock.unlock()
     }
 
+    func value(_ i: Int) -> Result<T, Error>? {
+        lock.lock()
+        defer { lock.unlock() }
+        return storage[i]
+    }
+
     var values: [Result<T, Error>] {
         lock.lock()
         defer { lock.unlock() }
@@ -50,4 +56,9 @@ extension Result {
         if case .failure(let e) = self { return e }
         return nil
     }
+}
+
+extension ChorusConfiguration {
+    /// A timeout short enough that a hang fails the test instead of stalling the suite.
+    static var testing: ChorusConfiguration { ChorusConfiguration(timeout: .seconds(30)) }
 }

@@ -1,0 +1,166 @@
+import ChorusCore
+import ChorusTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What each rank tells the others at rendezvous.
+struct PeerInfo: Equatable, Sendable {
+    /// Boot id and network namespace (or `CHORUS_HOSTID`): equal means same host.
+    var hostID: String
+    var pid: Int32
+    /// Random per process: equal means same process.
+    var processToken: UInt64
+
+    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)".utf8) }
+
+    init(hostID: String, pid: Int32, processToken: UInt64) {
+        self.hostID = hostID
+        self.pid = pid
+        self.processToken = processToken
+    }
+
+    init?(decoding bytes: [UInt8]) {
+        let parts = bytes.utf8String.split(separator: "\t", omittingEmptySubsequences: false)
+        guard parts.count == 3, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
+        self.init(hostID: String(parts[0]), pid: pid, processToken: token)
+    }
+
+    /// This process: the host is the boot id plus the network namespace, since network-namespace
+    /// test hosts share one kernel (and `/dev/shm`) but not a network.
+    static func current(configuration: ChorusConfiguration) -> PeerInfo {
+        PeerInfo(hostID: configuration.hostID ?? HostIdentity.current, pid: getpid(), processToken: HostIdentity.processToken)
+    }
+}
+
+enum HostIdentity {
+    static let processToken: UInt64 = UInt64.random(in: 1...UInt64.max)
+
+    static let current: String = {
+        let boot = readFirstLine("/proc/sys/kernel/random/boot_id") ?? "unknown-boot"
+        var link = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/ns/net", &link, link.count - 1)
+        let namespace = n > 0 ? String(decoding: link[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "net:unknown"
+        return "\(boot)/\(namespace)"
+    }()
+
+    private static func readFirstLine(_ path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 128)
+        guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
+        let line = String(decoding: buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return line.isEmpty ? nil : line
+    }
+}
+
+/// In-process fabrics of jobs whose ranks all run in this process, by job nonce, until every
+/// rank has taken its transport.
+enum InProcessJobs {
+    private static let fabrics = Mutex<[UInt64: (fabric: InProcessFabric, taken: Int)]>([:])
+
+    static func transport(job: UInt64, size: Int, rank: Int) -> InProcessTransport {
+        fabrics.withLock { table in
+            var entry = table[job] ?? (InProcessFabric(size: size), 0)
+            entry.taken += 1
+            if entry.taken == size { table.removeValue(forKey: job) } else { table[job] = entry }
+            return entry.fabric.transport(rank: rank)
+        }
+    }
+}
+
+extension Communicator {
+    /// Joins a job: meets the other ranks at the rendezvous store (hosted by rank 0 at
+    /// `rendezvous`), learns where they run, and connects the transport. Blocks until every
+    /// rank has arrived or `CHORUS_TIMEOUT` passes (the error names the ranks that did not).
+    ///
+    /// - Parameters:
+    ///   - rendezvous: `host:port` of the store (`[v6]:port` for IPv6). Rank 0 listens on that
+    ///     port; port 0 is allowed only for a one-rank job.
+    ///   - jobToken: a secret every rank of the job presents; the store refuses other peers.
+    /// - Throws: `ChorusError.rendezvous` (store unreachable, token refused, ranks missing),
+    ///   `.unsupported` (no transport can connect these ranks), `.configuration`.
+    public convenience init(rank: Int, size: Int, rendezvous: String, jobToken: String?,
+                            configuration: ChorusConfiguration = ChorusConfiguration()) throws(ChorusError) {
+        guard size >= 1 else { throw .invalidArgument("a communicator needs at least one rank, not \(size)") }
+        guard (0..<size).contains(rank) else { throw .invalidArgument("rank \(rank) is not in 0..<\(size)") }
+        let log = Log(level: configuration.debug, rank: rank)
+        let token = jobToken ?? ""
+        if jobToken == nil && rank == 0 {
+            log(.warn, "no job token (CHORUS_JOB_TOKEN or a launcher's job id): any process that reaches the rendezvous store can join this job")
+        }
+        let deadline = ContinuousClock.now + configuration.timeout
+        var (host, port) = try RendezvousClient.split(rendezvous)
+        var store: RendezvousStore?
+        if rank == 0 {
+            guard port != 0 || size == 1 else {
+                throw .configuration("rendezvous address '\(rendezvous)' has port 0; other ranks need a fixed port to find rank 0")
+            }
+            let s = try RendezvousStore(host: host, port: port, size: size, token: token, deadline: deadline, log: log)
+            port = s.port
+            s.start()
+            store = s
+            if host == "0.0.0.0" || host == "::" { host = host == "::" ? "::1" : "127.0.0.1" }
+        }
+        _ = store
+        let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let client = try RendezvousClient(address: address, rank: rank, size: size, token: token, deadline: deadline)
+        let me = PeerInfo.current(configuration: configuration)
+        try client.set("peer/\(rank)", me.encoded)
+        let raw = try client.gather("peer")
+        var peers: [PeerInfo] = []
+        for (r, bytes) in raw.enumerated() {
+            guard let info = PeerInfo(decoding: bytes) else {
+                throw .rendezvous("rank \(r) published something that is not a Chorus peer description at \(address)")
+            }
+            peers.append(info)
+        }
+        try client.done()
+
+        // Hosts, densely numbered in rank order.
+        var hostIndex: [String: Int] = [:]
+        let hosts = peers.map { p -> Int in
+            if let h = hostIndex[p.hostID] { return h }
+            hostIndex[p.hostID] = hostIndex.count
+            return hostIndex.count - 1
+        }
+        let transport = try Self.chooseTransport(rank: rank, peers: peers, hosts: hosts, job: client.nonce,
+                                                 configuration: configuration, log: log)
+        self.init(engine: Engine(transport: transport, configuration: configuration), rank: rank, size: size,
+                  worldRanks: nil, hosts: hosts, id: 1)
+    }
+
+    /// Joins the job the launcher describes (`LaunchEnvironment`), with the knobs of
+    /// `ChorusConfiguration` read from the same environment.
+    public static func fromEnvironment(_ environment: [String: String] = ChorusConfiguration.processEnvironment()) throws(ChorusError) -> Communicator {
+        let configuration = try ChorusConfiguration(environment: environment)
+        let launch = try LaunchEnvironment(environment: environment)
+        return try Communicator(rank: launch.rank, size: launch.size, rendezvous: launch.rendezvous,
+                                jobToken: launch.jobToken, configuration: configuration)
+    }
+
+    /// The transport for this rank given where every rank runs. A transport named in
+    /// `CHORUS_TRANSPORT` that cannot connect these ranks is an error saying why; `auto` takes
+    /// the best available and says which at INFO.
+    static func chooseTransport(rank: Int, peers: [PeerInfo], hosts: [Int], job: UInt64,
+                                configuration: ChorusConfiguration, log: Log) throws(ChorusError) -> Transport {
+        let size = peers.count
+        let oneProcess = peers.allSatisfy { $0.processToken == peers[0].processToken }
+        let hostCount = Set(hosts).count
+        switch configuration.transport {
+        case "inproc", "auto":
+            guard oneProcess else {
+                let other = peers.firstIndex { $0.processToken != peers[0].processToken }!
+                if configuration.transport == "inproc" {
+                    throw .unsupported("CHORUS_TRANSPORT=inproc needs every rank in one process, but rank 0 is pid \(peers[0].pid) and rank \(other) is pid \(peers[other].pid)")
+                }
+                throw .unsupported("the ranks run in several processes on \(hostCount) host(s), and this build has no transport between processes yet (shared memory and TCP are planned)")
+            }
+            if rank == 0 { log(.info, "all \(size) ranks run in this process: using the in-process transport") }
+            return InProcessJobs.transport(job: job, size: size, rank: rank)
+        default:
+            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto")
+        }
+    }
+}
