@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
         .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
         .library(name: "ChorusExec", targets: ["ChorusExec"]),
+        .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
         .library(name: "Chorus", targets: ["Chorus"]),
     ],
     dependencies: [

@@ -57,49 +57,45 @@ static inline double dop(int op, double x, double y) {
 }
 
 // One loop per (type, op) with the operation inlined, so compilers vectorize it. `ATTR` picks
-// the instruction set of the variant.
-#define INT_LOOPS(ATTR, SUFFIX, T)                                                                          \
-    ATTR static void sum_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = (T)(a[i] + b[i]);                                             \
-    }                                                                                                      \
-    ATTR static void prod_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                \
-        for (size_t i = 0; i < n; i++) d[i] = (T)(a[i] * b[i]);                                             \
-    }                                                                                                      \
-    ATTR static void min_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = b[i] < a[i] ? b[i] : a[i];                                    \
-    }                                                                                                      \
-    ATTR static void max_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = b[i] > a[i] ? b[i] : a[i];                                    \
+// the instruction set of the variant. The destination may be either operand exactly (in-place
+// reduction, the executor's common case) or disjoint from both; never a partial overlap. Each
+// case gets its own loop over `restrict` pointers: a single loop over `d`, `a` and `b` would
+// fail the compiler's run-time overlap check whenever `d == a` and run scalar.
+#define ELEMENTWISE(ATTR, NAME, T, EXPR)                                                                    \
+    ATTR static void NAME(T *d, const T *a, const T *b, size_t n) {                                         \
+        if (d == a) {                                                                                       \
+            T *restrict x = d;                                                                              \
+            const T *restrict y = b;                                                                        \
+            for (size_t i = 0; i < n; i++) { T A = x[i], B = y[i]; x[i] = (EXPR); }                         \
+        } else if (d == b) {                                                                                \
+            T *restrict x = d;                                                                              \
+            const T *restrict y = a;                                                                        \
+            for (size_t i = 0; i < n; i++) { T A = y[i], B = x[i]; x[i] = (EXPR); }                         \
+        } else {                                                                                            \
+            T *restrict x = d;                                                                              \
+            const T *restrict p = a, *restrict q = b;                                                       \
+            for (size_t i = 0; i < n; i++) { T A = p[i], B = q[i]; x[i] = (EXPR); }                         \
+        }                                                                                                   \
     }
 
+#define INT_LOOPS(ATTR, SUFFIX, T)                                                                          \
+    ELEMENTWISE(ATTR, sum_##SUFFIX, T, (T)(A + B))                                                          \
+    ELEMENTWISE(ATTR, prod_##SUFFIX, T, (T)(A * B))                                                         \
+    ELEMENTWISE(ATTR, min_##SUFFIX, T, B < A ? B : A)                                                       \
+    ELEMENTWISE(ATTR, max_##SUFFIX, T, B > A ? B : A)
+
 #define FLOAT_LOOPS(ATTR, SUFFIX, T)                                                                        \
-    ATTR static void sum_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = a[i] + b[i];                                                  \
-    }                                                                                                      \
-    ATTR static void prod_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                \
-        for (size_t i = 0; i < n; i++) d[i] = a[i] * b[i];                                                  \
-    }                                                                                                      \
-    ATTR static void min_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = FMIN(a[i], b[i]);                                             \
-    }                                                                                                      \
-    ATTR static void max_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = FMAX(a[i], b[i]);                                             \
-    }
+    ELEMENTWISE(ATTR, sum_##SUFFIX, T, A + B)                                                               \
+    ELEMENTWISE(ATTR, prod_##SUFFIX, T, A * B)                                                              \
+    ELEMENTWISE(ATTR, min_##SUFFIX, T, FMIN(A, B))                                                          \
+    ELEMENTWISE(ATTR, max_##SUFFIX, T, FMAX(A, B))
 
 // Unsigned arithmetic for the wrapping integer sum and product (signed overflow is undefined in C).
 #define WRAP_LOOPS(ATTR, SUFFIX, T, U)                                                                      \
-    ATTR static void sum_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = (T)((U)a[i] + (U)b[i]);                                       \
-    }                                                                                                      \
-    ATTR static void prod_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                \
-        for (size_t i = 0; i < n; i++) d[i] = (T)((U)a[i] * (U)b[i]);                                       \
-    }                                                                                                      \
-    ATTR static void min_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = b[i] < a[i] ? b[i] : a[i];                                    \
-    }                                                                                                      \
-    ATTR static void max_##SUFFIX(T *d, const T *a, const T *b, size_t n) {                                 \
-        for (size_t i = 0; i < n; i++) d[i] = b[i] > a[i] ? b[i] : a[i];                                    \
-    }
+    ELEMENTWISE(ATTR, sum_##SUFFIX, T, (T)((U)A + (U)B))                                                    \
+    ELEMENTWISE(ATTR, prod_##SUFFIX, T, (T)((U)A * (U)B))                                                   \
+    ELEMENTWISE(ATTR, min_##SUFFIX, T, B < A ? B : A)                                                       \
+    ELEMENTWISE(ATTR, max_##SUFFIX, T, B > A ? B : A)
 
 #define HALF_LOOP(ATTR, SUFFIX, TO_F, FROM_F)                                                               \
     ATTR static void any_##SUFFIX(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {    \
@@ -180,34 +176,83 @@ INT_LOOPS(AVX512_ATTR, u32_avx512, uint32_t)
 WRAP_LOOPS(AVX512_ATTR, i64_avx512, int64_t, uint64_t)
 INT_LOOPS(AVX512_ATTR, u64_avx512, uint64_t)
 
-// Half precision through f32, 8 (AVX2/F16C) or 16 (AVX-512) lanes at a time. Conversions round
-// to nearest-even, as the reference does.
-AVX2_ATTR static void any_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
-    size_t i = 0;
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+// `op` is a constant at every call site below, so each op gets its own loop with no branch inside.
+AVX2_ATTR static ALWAYS_INLINE __m256 combine_avx2(int op, __m256 x, __m256 y) {
     const __m256 qnan = _mm256_set1_ps(NAN);
+    switch (op) {
+    case CChorusKernels_prod: return _mm256_mul_ps(x, y);
+    case CChorusKernels_min: {
+        __m256 unordered = _mm256_cmp_ps(x, y, _CMP_UNORD_Q);
+        return _mm256_blendv_ps(_mm256_blendv_ps(x, y, _mm256_cmp_ps(y, x, _CMP_LT_OQ)), qnan, unordered);
+    }
+    case CChorusKernels_max: {
+        __m256 unordered = _mm256_cmp_ps(x, y, _CMP_UNORD_Q);
+        return _mm256_blendv_ps(_mm256_blendv_ps(x, y, _mm256_cmp_ps(y, x, _CMP_GT_OQ)), qnan, unordered);
+    }
+    default: return _mm256_add_ps(x, y);
+    }
+}
+
+#define SPECIALIZE_OPS(BODY, op, d, a, b, n)                                     \
+    switch (op) {                                                                \
+    case CChorusKernels_prod: BODY(CChorusKernels_prod, d, a, b, n); break;      \
+    case CChorusKernels_min: BODY(CChorusKernels_min, d, a, b, n); break;        \
+    case CChorusKernels_max: BODY(CChorusKernels_max, d, a, b, n); break;        \
+    default: BODY(CChorusKernels_sum, d, a, b, n); break;                        \
+    }
+
+AVX2_ATTR static ALWAYS_INLINE void f16_avx2_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
         __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
-        __m256 r;
-        switch (op) {
-        case CChorusKernels_prod: r = _mm256_mul_ps(x, y); break;
-        case CChorusKernels_min: {
-            __m256 unordered = _mm256_cmp_ps(x, y, _CMP_UNORD_Q);
-            r = _mm256_blendv_ps(_mm256_blendv_ps(x, y, _mm256_cmp_ps(y, x, _CMP_LT_OQ)), qnan, unordered);
-            break;
-        }
-        case CChorusKernels_max: {
-            __m256 unordered = _mm256_cmp_ps(x, y, _CMP_UNORD_Q);
-            r = _mm256_blendv_ps(_mm256_blendv_ps(x, y, _mm256_cmp_ps(y, x, _CMP_GT_OQ)), qnan, unordered);
-            break;
-        }
-        default: r = _mm256_add_ps(x, y);
-        }
-        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(combine_avx2(op, x, y), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
     for (; i < n; i++) d[i] = f32_to_f16(fop(op, f16_to_f32(a[i]), f16_to_f32(b[i])));
 }
 
+// Half precision through f32, 8 lanes at a time (F16C); conversions round to nearest-even, as
+// the reference does.
+AVX2_ATTR static void any_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    SPECIALIZE_OPS(f16_avx2_body, op, d, a, b, n)
+}
+
+AVX2_ATTR static ALWAYS_INLINE __m256 widen_bf16_avx2(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+
+// Rounds eight f32 to bfloat16 bit patterns (nearest-even; NaN stays NaN, quieted), one per
+// 32-bit lane, exactly as narrow_bf16.
+AVX2_ATTR static ALWAYS_INLINE __m256i narrow_bf16_avx2(__m256 r) {
+    const __m256i roundBias = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(0x40);
+    __m256i bits = _mm256_castps_si256(r);
+    __m256i high = _mm256_srli_epi32(bits, 16);
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, _mm256_add_epi32(roundBias, _mm256_and_si256(high, one))), 16);
+    __m256i nanBits = _mm256_or_si256(high, quiet);
+    __m256i isNaN = _mm256_castps_si256(_mm256_cmp_ps(r, r, _CMP_UNORD_Q));
+    return _mm256_blendv_epi8(rounded, nanBits, isNaN);
+}
+
+AVX2_ATTR static ALWAYS_INLINE void bf16_avx2_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i lo = narrow_bf16_avx2(combine_avx2(op, widen_bf16_avx2(a + i), widen_bf16_avx2(b + i)));
+        __m256i hi = narrow_bf16_avx2(combine_avx2(op, widen_bf16_avx2(a + i + 8), widen_bf16_avx2(b + i + 8)));
+        // packus works within 128-bit lanes: [lo0-3, hi0-3, lo4-7, hi4-7]; put the quarters back in order.
+        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);
+        _mm256_storeu_si256((__m256i *)(d + i), packed);
+    }
+    for (; i < n; i++) d[i] = narrow_bf16(fop(op, widen_bf16(a[i]), widen_bf16(b[i])));
+}
+
+// bfloat16: widen by shifting, combine in f32, round with the integer sequence of narrow_bf16.
+AVX2_ATTR static void any_bf16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    SPECIALIZE_OPS(bf16_avx2_body, op, d, a, b, n)
+}
+
+// Half precision through f32, 16 lanes at a time (AVX-512).
 AVX512_ATTR static void any_f16_avx512(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
     size_t i = 0;
     const __m512 qnan = _mm512_set1_ps(NAN);
@@ -326,6 +371,7 @@ static void choose_level(int level) {
     if (level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma")) {
         FILL_ALL(avx2)
         dispatch.half[0] = any_f16_avx2;
+        dispatch.half[1] = any_bf16_avx2;
         dispatch.name = "avx2";
     }
     if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")

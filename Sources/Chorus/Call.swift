@@ -51,7 +51,7 @@ extension Call {
 
     /// Checks what can be checked on one rank, naming the argument that is wrong.
     func validate(rank: Int, size: Int) throws(ChorusError) {
-        let what = "\(name) on rank \(rank)"
+        var what: String { "\(name) on rank \(rank)" }
         guard count >= 0 else { throw .invalidArgument("\(what): count is \(count); it must be zero or more") }
         guard count <= Call.maximumCount else {
             throw .invalidArgument("\(what): count \(count) is more than \(Call.maximumCount) elements, the most one call can move")

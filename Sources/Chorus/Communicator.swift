@@ -154,7 +154,7 @@ public final class Communicator: @unchecked Sendable {
         var executions: [Execution] = []
         var used = Set<ObjectIdentifier>()
         for (g, (comm, call)) in calls.enumerated() {
-            executions += try comm.prepare(call, slot: UInt64(g + 1), used: &used)
+            executions += try comm.prepare(call, slot: UInt64(g + 1), used: &used, inGroup: calls.count > 1)
         }
         return executions
     }
@@ -166,7 +166,7 @@ public final class Communicator: @unchecked Sendable {
 
     private func streamBase(slot: UInt64) -> UInt64 { id << 40 | slot << 24 }
 
-    private func prepare(_ call: Call, slot: UInt64, used: inout Set<ObjectIdentifier>) throws(ChorusError) -> [Execution] {
+    private func prepare(_ call: Call, slot: UInt64, used: inout Set<ObjectIdentifier>, inGroup: Bool) throws(ChorusError) -> [Execution] {
         let tag = call.signature.packed
         switch call.kind {
         case .send(let peer), .receive(let peer):
@@ -182,7 +182,7 @@ public final class Communicator: @unchecked Sendable {
         case .barrier:
             guard size > 1 else { return [] }
             let byte = engine.auxiliaryBuffer(64)
-            let compiled = try plan(.allReduce, count: 1, dataType: .uint8, root: 0, used: &used)
+            let compiled = try plan(.allReduce, count: 1, dataType: .uint8, root: 0, used: &used, inGroup: inGroup)
             return [Execution(compiled: compiled, input: byte, output: byte, reduceOp: .max, tag: tag,
                               streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
         case .collective(let collective):
@@ -199,7 +199,7 @@ public final class Communicator: @unchecked Sendable {
                 }
                 return []
             }
-            let compiled = try plan(collective, count: call.count, dataType: call.dataType, root: call.root, used: &used)
+            let compiled = try plan(collective, count: call.count, dataType: call.dataType, root: call.root, used: &used, inGroup: inGroup)
             var result = [Execution(compiled: compiled, input: input, output: output, reduceOp: call.op, tag: tag,
                                     streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
             if collective.hasRoot {
@@ -216,8 +216,12 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
-    private func plan(_ c: Collective, count: Int, dataType: DataType, root: Int, used: inout Set<ObjectIdentifier>) throws(ChorusError) -> CompiledPlan {
+    /// The compiled plan for a call; a second use within one run gets a fresh copy. (`used` is
+    /// filled only for groups: a lone call cannot meet its own plan twice.)
+    private func plan(_ c: Collective, count: Int, dataType: DataType, root: Int, used: inout Set<ObjectIdentifier>,
+                      inGroup: Bool) throws(ChorusError) -> CompiledPlan {
         var compiled = try plans.compiled(c, count: count, dataType: dataType, root: root)
+        if used.isEmpty && !inGroup { return compiled }
         if !used.insert(ObjectIdentifier(compiled)).inserted {
             compiled = try plans.compiled(c, count: count, dataType: dataType, root: root, fresh: true)
         }

@@ -116,18 +116,32 @@ public final class CompiledPlan: @unchecked Sendable {
     }
 }
 
-/// Per-call state of a compiled plan's instances.
+/// Per-call state of a compiled plan's instances. Raw storage: the executor touches these on
+/// every completion, and arrays in a class would pay a uniqueness and an exclusivity check on
+/// each write.
 final class RunState {
-    var remaining: [Int32]
-    var posted: [Bool]
-    var done: [Bool]
+    let remaining: UnsafeMutablePointer<Int32>
+    let posted: UnsafeMutablePointer<Bool>
+    let done: UnsafeMutablePointer<Bool>
     /// Staging buffer of a receive that lands outside its destination (index into the pool), or `-1`.
-    var staging: [Int32]
+    let staging: UnsafeMutablePointer<Int32>
 
     init(count: Int) {
-        remaining = [Int32](repeating: 0, count: count)
-        posted = [Bool](repeating: false, count: count)
-        done = [Bool](repeating: false, count: count)
-        staging = [Int32](repeating: -1, count: count)
+        let n = max(count, 1)
+        remaining = .allocate(capacity: n)
+        remaining.initialize(repeating: 0, count: n)
+        posted = .allocate(capacity: n)
+        posted.initialize(repeating: false, count: n)
+        done = .allocate(capacity: n)
+        done.initialize(repeating: false, count: n)
+        staging = .allocate(capacity: n)
+        staging.initialize(repeating: -1, count: n)
+    }
+
+    deinit {
+        remaining.deallocate()
+        posted.deallocate()
+        done.deallocate()
+        staging.deallocate()
     }
 }

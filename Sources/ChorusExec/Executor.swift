@@ -100,7 +100,7 @@ public final class Executor {
         return (memory.baseAddress!, scratchRegion!)
     }
 
-    private func acquireStaging(_ bytes: Int) throws -> Int {
+    private func acquireStaging(_ bytes: Int, free freeStaging: inout [Int]) throws -> Int {
         if let i = freeStaging.firstIndex(where: { stagingBuffers[$0].memory.count >= bytes }) {
             return freeStaging.remove(at: i)
         }
@@ -162,9 +162,26 @@ public final class Executor {
             }
         }
 
+        // The reusable lists, moved into locals for the run (class properties would be checked
+        // for exclusive access on every use) and handed back at the end.
+        var completions: [TransportCompletion] = []
+        var pending: [Int] = []
+        var freeStaging: [Int] = []
+        swap(&completions, &self.completions)
+        swap(&pending, &self.pending)
+        swap(&freeStaging, &self.freeStaging)
+        defer {
+            completions.removeAll(keepingCapacity: true)
+            pending.removeAll(keepingCapacity: true)
+            swap(&completions, &self.completions)
+            swap(&pending, &self.pending)
+            swap(&freeStaging, &self.freeStaging)
+        }
+
         var doneCount = 0
         let start = ContinuousClock.now
         var lastProgress = start
+        var progressed = false
 
         func pointer(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> UnsafeMutableRawPointer {
             let kind = c.segmentBuffer[segment]
@@ -230,7 +247,7 @@ public final class Executor {
                 if src.count == 1 && bytes > 0 {
                     (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
                 } else if bytes > 0 {
-                    let k = try acquireStaging(bytes)
+                    let k = try acquireStaging(bytes, free: &freeStaging)
                     s.staging[x] = Int32(k)
                     var offset = 0
                     for a in src {
@@ -255,7 +272,7 @@ public final class Executor {
                 if direct {
                     (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
                 } else if bytes > 0 {
-                    let k = try acquireStaging(bytes)
+                    let k = try acquireStaging(bytes, free: &freeStaging)
                     s.staging[x] = Int32(k)
                     request.region = stagingBuffers[k].region
                 }
@@ -322,11 +339,16 @@ public final class Executor {
                 if completions.isEmpty {
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }
                     let now = ContinuousClock.now
+                    if progressed {
+                        // Something completed since the last wait: the timeout starts over.
+                        lastProgress = now
+                        progressed = false
+                    }
                     if now - lastProgress > timeout { throw timeoutError(executions, after: now - lastProgress) }
                     try transport.waitForActivity(until: min(now + .milliseconds(100), lastProgress + timeout))
                     continue
                 }
-                lastProgress = ContinuousClock.now
+                progressed = true
                 for completion in completions {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
                     let c = executions[j].compiled

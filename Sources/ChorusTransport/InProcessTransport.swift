@@ -1,5 +1,8 @@
 import ChorusCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Ranks as threads of one process, for tests (gloo's `spawn` pattern): messages go straight
 /// from the sender's buffer into the receiver's with one copy, made by whichever side finds
@@ -14,9 +17,13 @@ public final class InProcessFabric: Sendable {
     fileprivate let state: Mutex<FabricState>
     fileprivate let inboxes: [Inbox]
 
+    /// Whether waiters spin: only while every rank can have a core of its own.
+    let spins: Bool
+
     public init(size: Int) {
         precondition(size >= 1)
         self.size = size
+        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         state = Mutex(FabricState())
         inboxes = (0..<size).map { _ in Inbox() }
     }
@@ -48,6 +55,13 @@ public final class InProcessFabric: Sendable {
     fileprivate struct FabricState {
         var queues: [QueueKey: Queue] = [:]
         var aborted: TransportError?
+    }
+}
+
+extension Dictionary where Key == InProcessFabric.QueueKey, Value == InProcessFabric.Queue {
+    /// `body` on the queue for `key` (created empty if absent), modified in place.
+    fileprivate mutating func withQueue<R>(_ key: Key, _ body: (inout Value) -> R) -> R {
+        body(&self[key, default: InProcessFabric.Queue()])
     }
 }
 
@@ -110,26 +124,27 @@ public final class InProcessTransport: Transport {
         // Match under the fabric lock; copy outside it.
         let outcome: Result<(send: InProcessFabric.Pending, receive: InProcessFabric.Pending)?, TransportError> = fabric.state.withLock { state in
             if let e = state.aborted { return .failure(e) }
-            var q = state.queues.removeValue(forKey: key) ?? InProcessFabric.Queue()
-            defer { state.queues[key] = q }
-            if sending {
-                if q.receiveHead < q.receives.count {
-                    let r = q.receives[q.receiveHead]
-                    q.receiveHead += 1
-                    if q.receiveHead == q.receives.count { q.receives.removeAll(keepingCapacity: true); q.receiveHead = 0 }
-                    return .success((me, r))
+            // One hash lookup, mutating the queue in place.
+            return state.queues.withQueue(key) { q -> Result<(send: InProcessFabric.Pending, receive: InProcessFabric.Pending)?, TransportError> in
+                if sending {
+                    if q.receiveHead < q.receives.count {
+                        let r = q.receives[q.receiveHead]
+                        q.receiveHead += 1
+                        if q.receiveHead == q.receives.count { q.receives.removeAll(keepingCapacity: true); q.receiveHead = 0 }
+                        return .success((me, r))
+                    }
+                    q.sends.append(me)
+                } else {
+                    if q.sendHead < q.sends.count {
+                        let s = q.sends[q.sendHead]
+                        q.sendHead += 1
+                        if q.sendHead == q.sends.count { q.sends.removeAll(keepingCapacity: true); q.sendHead = 0 }
+                        return .success((s, me))
+                    }
+                    q.receives.append(me)
                 }
-                q.sends.append(me)
-            } else {
-                if q.sendHead < q.sends.count {
-                    let s = q.sends[q.sendHead]
-                    q.sendHead += 1
-                    if q.sendHead == q.sends.count { q.sends.removeAll(keepingCapacity: true); q.sendHead = 0 }
-                    return .success((s, me))
-                }
-                q.receives.append(me)
+                return .success(nil)
             }
-            return .success(nil)
         }
         switch outcome {
         case .failure(let e): throw e
@@ -154,29 +169,44 @@ public final class InProcessTransport: Transport {
         if let error { throw error }
     }
 
+    /// Spins while the job's threads fit the machine's cores (a message from a thread on another
+    /// core lands within a microsecond), for at most `spinLimit`; then sleeps on the inbox's
+    /// condition until a delivery or the deadline. With more ranks than cores it yields instead
+    /// of spinning, so waiting ranks leave the cores to the ones with work.
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
         let inbox = fabric.inboxes[rank]
         let last = seen.load(ordering: .relaxed)
-        // Spin briefly (a message from a thread on the other core lands within a microsecond),
-        // then sleep on the condition.
-        for _ in 0..<2000 {
+        func arrived() -> Bool {
             let now = inbox.activity.load(ordering: .acquiring)
-            if now != last {
-                seen.store(now, ordering: .relaxed)
-                return
+            guard now != last else { return false }
+            seen.store(now, ordering: .relaxed)
+            return true
+        }
+        // The clock is read only once the first spins found nothing.
+        var spinUntil: ContinuousClock.Instant?
+        var i = 0
+        while true {
+            if arrived() { return }
+            i += 1
+            if i & 63 == 0 {
+                let now = ContinuousClock.now
+                if spinUntil == nil { spinUntil = now + (fabric.spins ? Self.spinLimit : .zero) }
+                if now >= spinUntil! { break }
+                if !fabric.spins { sched_yield() }
             }
         }
         inbox.sleepers.withLock { $0 += 1 }
         defer { inbox.sleepers.withLock { $0 -= 1 } }
         while ContinuousClock.now < deadline {
-            let now = inbox.activity.load(ordering: .acquiring)
-            if now != last {
-                seen.store(now, ordering: .relaxed)
-                return
+            if arrived() { return }
+            inbox.wake.wait(timeout: min(.milliseconds(50), deadline - ContinuousClock.now)) {
+                inbox.activity.load(ordering: .acquiring) != last
             }
-            inbox.wake.wait(timeout: min(.milliseconds(50), deadline - ContinuousClock.now))
         }
     }
+
+    /// How long a waiter spins before it sleeps, when it may spin at all.
+    static let spinLimit: Duration = .microseconds(50)
 
     public func abort(_ error: TransportError) {
         // Peers are told under the fabric lock, so a rank whose own abort comes second finds the

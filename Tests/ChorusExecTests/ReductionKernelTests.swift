@@ -90,6 +90,18 @@ struct ReductionKernelTests {
                         } }
                     }
                     #expect(sameResult(type, actual, expected), "\(implementation) \(type) \(op) count \(count)")
+                    // In place: the destination is the first operand, or the second.
+                    var first = a, second = b
+                    if count > 0 {
+                        b.withUnsafeBytes { pb in first.withUnsafeMutableBytes {
+                            ReductionKernels.reduce(op, type, count: count, a: $0.baseAddress!, b: pb.baseAddress!, into: $0.baseAddress!)
+                        } }
+                        a.withUnsafeBytes { pa in second.withUnsafeMutableBytes {
+                            ReductionKernels.reduce(op, type, count: count, a: pa.baseAddress!, b: $0.baseAddress!, into: $0.baseAddress!)
+                        } }
+                    }
+                    #expect(sameResult(type, first, expected), "\(implementation) \(type) \(op) count \(count) into a")
+                    #expect(sameResult(type, second, expected), "\(implementation) \(type) \(op) count \(count) into b")
                 }
             }
         }

@@ -12,6 +12,21 @@ let package = Package(
         .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // The yardstick loops, built for this CPU.
+        .target(name: "CBaselineLoops", path: "Sources/CBaselineLoops",
+                cSettings: [.unsafeFlags(["-O3", "-march=native"])]),
+        .executableTarget(
+            name: "RuntimeBenchmarks",
+            dependencies: [
+                "CBaselineLoops",
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Chorus", package: "swift-chorus"),
+                .product(name: "ChorusExec", package: "swift-chorus"),
+                .product(name: "ChorusTransport", package: "swift-chorus"),
+            ],
+            path: "Benchmarks/RuntimeBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
         .executableTarget(
             name: "TopologyBenchmarks",
             dependencies: [
