@@ -205,6 +205,17 @@ AVX2_ATTR static ALWAYS_INLINE __m256 combine_avx2(int op, __m256 x, __m256 y) {
 
 AVX2_ATTR static ALWAYS_INLINE void f16_avx2_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
     size_t i = 0;
+    // Two vectors per step: independent conversions overlap in the pipeline.
+    for (; i + 16 <= n; i += 16) {
+        __m256 x0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+        __m256 y0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
+        __m256 x1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+        __m256 y1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i + 8)));
+        __m128i r0 = _mm256_cvtps_ph(combine_avx2(op, x0, y0), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m128i r1 = _mm256_cvtps_ph(combine_avx2(op, x1, y1), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(d + i), r0);
+        _mm_storeu_si128((__m128i *)(d + i + 8), r1);
+    }
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
         __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
@@ -217,10 +228,6 @@ AVX2_ATTR static ALWAYS_INLINE void f16_avx2_body(int op, uint16_t *d, const uin
 // the reference does.
 AVX2_ATTR static void any_f16_avx2(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
     SPECIALIZE_OPS(f16_avx2_body, op, d, a, b, n)
-}
-
-AVX2_ATTR static ALWAYS_INLINE __m256 widen_bf16_avx2(const uint16_t *p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
 
 // Rounds eight f32 to bfloat16 bit patterns (nearest-even; NaN stays NaN, quieted), one per
@@ -237,12 +244,20 @@ AVX2_ATTR static ALWAYS_INLINE __m256i narrow_bf16_avx2(__m256 r) {
 
 AVX2_ATTR static ALWAYS_INLINE void bf16_avx2_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
     size_t i = 0;
+    const __m256i zero = _mm256_setzero_si256();
     for (; i + 16 <= n; i += 16) {
-        __m256i lo = narrow_bf16_avx2(combine_avx2(op, widen_bf16_avx2(a + i), widen_bf16_avx2(b + i)));
-        __m256i hi = narrow_bf16_avx2(combine_avx2(op, widen_bf16_avx2(a + i + 8), widen_bf16_avx2(b + i + 8)));
-        // packus works within 128-bit lanes: [lo0-3, hi0-3, lo4-7, hi4-7]; put the quarters back in order.
-        __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(lo, hi), 0xD8);
-        _mm256_storeu_si256((__m256i *)(d + i), packed);
+        // Interleaving with zero puts each bfloat16 in the high half of a 32-bit lane: that is its
+        // f32 value. unpacklo/hi take elements 0-3 and 4-7 of each 128-bit half, and packus
+        // (also per half) puts them back in the same order, so no cross-lane shuffle is needed.
+        __m256i va = _mm256_loadu_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_loadu_si256((const __m256i *)(b + i));
+        __m256 alo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, va));
+        __m256 ahi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, va));
+        __m256 blo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, vb));
+        __m256 bhi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, vb));
+        __m256i lo = narrow_bf16_avx2(combine_avx2(op, alo, blo));
+        __m256i hi = narrow_bf16_avx2(combine_avx2(op, ahi, bhi));
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_packus_epi32(lo, hi));
     }
     for (; i < n; i++) d[i] = narrow_bf16(fop(op, widen_bf16(a[i]), widen_bf16(b[i])));
 }
