@@ -14,7 +14,7 @@ import Glibc
 /// ```
 public final class InProcessFabric: Sendable {
     public let size: Int
-    fileprivate let state: Mutex<FabricState>
+    fileprivate let state: SpinLocked<FabricState>
     fileprivate let inboxes: [Inbox]
 
     /// Whether waiters spin: only while every rank can have a core of its own.
@@ -24,7 +24,7 @@ public final class InProcessFabric: Sendable {
         precondition(size >= 1)
         self.size = size
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        state = Mutex(FabricState())
+        state = SpinLocked(FabricState())
         inboxes = (0..<size).map { _ in Inbox() }
     }
 
@@ -67,10 +67,10 @@ extension Dictionary where Key == InProcessFabric.QueueKey, Value == InProcessFa
 
 /// A rank's completions, and a counter its waiting thread watches.
 fileprivate final class Inbox: Sendable {
-    let completions = Mutex<(list: [TransportCompletion], error: TransportError?)>(([], nil))
+    let completions = SpinLocked<(list: [TransportCompletion], error: TransportError?)>(([], nil))
     /// Bumped on every delivery; a waiter spins on it, then sleeps on `wake`.
     let activity = Atomic<UInt64>(0)
-    let sleepers = Mutex<Int>(0)
+    let sleepers = Atomic<Int>(0)
     let wake = ConditionSignal()
 
     func deliver(_ c: TransportCompletion) {
@@ -84,9 +84,10 @@ fileprivate final class Inbox: Sendable {
     }
 
     func poke() {
-        // Releasing pairs with the acquiring load in `InProcessTransport.waitForActivity`.
-        activity.add(1, ordering: .releasing)
-        if sleepers.withLock({ $0 }) > 0 { wake.broadcast() }
+        // Sequentially consistent with the sleeper count (Dekker's pattern): either the waiter
+        // sees this bump before it sleeps, or this sees the waiter and wakes it.
+        activity.add(1, ordering: .sequentiallyConsistent)
+        if sleepers.load(ordering: .sequentiallyConsistent) > 0 { wake.broadcast() }
     }
 }
 
@@ -195,12 +196,12 @@ public final class InProcessTransport: Transport {
                 if !fabric.spins { sched_yield() }
             }
         }
-        inbox.sleepers.withLock { $0 += 1 }
-        defer { inbox.sleepers.withLock { $0 -= 1 } }
+        inbox.sleepers.add(1, ordering: .sequentiallyConsistent)
+        defer { inbox.sleepers.subtract(1, ordering: .sequentiallyConsistent) }
         while ContinuousClock.now < deadline {
             if arrived() { return }
             inbox.wake.wait(timeout: min(.milliseconds(50), deadline - ContinuousClock.now)) {
-                inbox.activity.load(ordering: .acquiring) != last
+                inbox.activity.load(ordering: .sequentiallyConsistent) != last
             }
         }
     }
