@@ -71,6 +71,8 @@ fileprivate final class Inbox: Sendable {
     /// Bumped on every delivery; a waiter spins on it, then sleeps on `wake`.
     let activity = Atomic<UInt64>(0)
     let sleepers = Atomic<Int>(0)
+    /// Set once an error is stored, so `progress` copies the error only when there is one.
+    let failed = Atomic<Bool>(false)
     let wake = ConditionSignal()
 
     func deliver(_ c: TransportCompletion) {
@@ -80,6 +82,7 @@ fileprivate final class Inbox: Sendable {
 
     func fail(_ e: TransportError) {
         completions.withLock { if $0.error == nil { $0.error = e } }
+        failed.store(true, ordering: .releasing)
         poke()
     }
 
@@ -162,12 +165,15 @@ public final class InProcessTransport: Transport {
 
     public func progress(_ completions: inout [TransportCompletion]) throws {
         let inbox = fabric.inboxes[rank]
-        let error: TransportError? = inbox.completions.withLock { state in
+        if inbox.failed.load(ordering: .acquiring) {
+            let error: TransportError? = inbox.completions.withLock { $0.error }
+            if let error { throw error }
+        }
+        inbox.completions.withLock { state in
+            guard !state.list.isEmpty else { return }
             completions.append(contentsOf: state.list)
             state.list.removeAll(keepingCapacity: true)
-            return state.error
         }
-        if let error { throw error }
     }
 
     /// Spins while the job's threads fit the machine's cores (a message from a thread on another

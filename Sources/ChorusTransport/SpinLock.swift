@@ -21,7 +21,7 @@ final class SpinLocked<State>: @unchecked Sendable {
                 break
             }
             spins += 1
-            if spins > 100 { sched_yield() }
+            if spins > 1000 { sched_yield() }
         }
         defer { held.store(false, ordering: .releasing) }
         return try body(&state)

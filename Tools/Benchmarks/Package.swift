@@ -16,6 +16,14 @@ let package = Package(
         .target(name: "CBaselineLoops", path: "Sources/CBaselineLoops",
                 cSettings: [.unsafeFlags(["-O3", "-march=native"])]),
         .executableTarget(
+            name: "RuntimeLatency",
+            dependencies: [
+                .product(name: "Chorus", package: "swift-chorus"),
+                .product(name: "ChorusTransport", package: "swift-chorus"),
+            ],
+            path: "Sources/RuntimeLatency"
+        ),
+        .executableTarget(
             name: "RuntimeBenchmarks",
             dependencies: [
                 "CBaselineLoops",
