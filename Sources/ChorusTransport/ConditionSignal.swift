@@ -45,16 +45,7 @@ public final class ConditionSignal: @unchecked Sendable {
 
     /// Waits for a broadcast or `timeout`, whichever comes first (spurious wake-ups allowed).
     public func wait(timeout: Duration) {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let (seconds, attoseconds) = max(timeout, .zero).components
-        var nanos = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-        var deadline = timespec(tv_sec: now.tv_sec + Int(seconds) + nanos / 1_000_000_000, tv_nsec: 0)
-        nanos %= 1_000_000_000
-        deadline.tv_nsec = nanos
-        pthread_mutex_lock(&mutex)
-        pthread_cond_timedwait(&condition, &mutex, &deadline)
-        pthread_mutex_unlock(&mutex)
+        wait(timeout: timeout) { false }
     }
 
     public func broadcast() {

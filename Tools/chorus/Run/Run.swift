@@ -1,4 +1,5 @@
 import ArgumentParser
+import Chorus
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +45,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let address = try rendezvous ?? "127.0.0.1:\(Self.freeLoopbackPort())"
-        let inherited = ProcessEnvironment.current()
+        let inherited = ChorusConfiguration.processEnvironment()
         let token = inherited["CHORUS_JOB_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.randomToken()
         var children: [pid_t] = []
         RunSignals.install()
@@ -186,18 +187,5 @@ enum RunSignals {
     static func received() -> Int32? {
         let s = last.exchange(0, ordering: .relaxed)
         return s == 0 ? nil : s
-    }
-}
-
-enum ProcessEnvironment {
-    static func current() -> [String: String] {
-        var result: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { result[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return result
     }
 }
