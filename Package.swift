@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
         .library(name: "ChorusExec", targets: ["ChorusExec"]),
         .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
+        .library(name: "ChorusTransportSHM", targets: ["ChorusTransportSHM"]),
         .library(name: "Chorus", targets: ["Chorus"]),
     ],
     dependencies: [
@@ -38,6 +39,8 @@ let package = Package(
         ),
 
         .target(name: "ChorusTransport", dependencies: ["ChorusCore"], exclude: ["README.md"]),
+        .target(name: "CChorusSHM"),
+        .target(name: "ChorusTransportSHM", dependencies: ["ChorusCore", "ChorusTransport", "CChorusSHM"], exclude: ["README.md"]),
 
         // MARK: - Layer 2: algorithms
         .target(
@@ -63,7 +66,7 @@ let package = Package(
         .target(
             name: "Chorus",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
-                           "ChorusExec", "ChorusTransport"],
+                           "ChorusExec", "ChorusTransport", "ChorusTransportSHM"],
             exclude: ["README.md"]
         ),
 

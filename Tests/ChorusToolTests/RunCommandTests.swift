@@ -39,13 +39,16 @@ import Testing
         #expect(r.stdout.contains("rank 0 of 1: transport inproc"))
     }
 
-    @Test func ranksInSeparateProcessesMeetAndAreToldThereIsNoTransportYet() throws {
-        // Both ranks get past the rendezvous store (it learned where every rank runs); the
-        // transport choice then says why it cannot connect them.
+    @Test func ranksInSeparateProcessesMeetOverSharedMemory() throws {
         let r = try runChorus(["run", "-n", "2", "--", chorusExecutable, "hello"], environment: ["CHORUS_TIMEOUT": "20"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.components(separatedBy: "transport shm").count == 3, "\(r.stdout)")
+    }
+
+    @Test func anUnavailableNamedTransportIsAnErrorOnEveryRank() throws {
+        let r = try runChorus(["run", "-n", "2", "--", chorusExecutable, "hello"], environment: ["CHORUS_TRANSPORT": "verbs"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("several processes"), "\(r.stderr)")
-        #expect(!r.stderr.contains("never arrived"))
+        #expect(r.stderr.contains("CHORUS_TRANSPORT=verbs"), "\(r.stderr)")
     }
 
     @Test func aProcessWithTheWrongTokenIsRefused() throws {

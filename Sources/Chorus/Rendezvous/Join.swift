@@ -1,5 +1,6 @@
 import ChorusCore
 import ChorusTransport
+import ChorusTransportSHM
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -106,6 +107,18 @@ extension Communicator {
         _ = store
         let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let client = try RendezvousClient(address: address, rank: rank, size: size, token: token, deadline: deadline)
+        // This rank's shared-memory segment exists before anyone learns of it, so peers on this
+        // host can map it as soon as the gather below returns.
+        var segment: SharedSegmentHandle?
+        if size > 1 && (configuration.transport == "auto" || configuration.transport == "shm") {
+            do {
+                segment = try SharedSegmentHandle(job: client.nonce, rank: rank, ranks: size)
+            } catch {
+                if configuration.transport == "shm" { throw .unsupported("CHORUS_TRANSPORT=shm: rank \(rank): \(error)") }
+                log(.info, "shared memory is not available here: \(error)")
+            }
+        }
+        defer { segment?.discard() }
         let me = PeerInfo.current(configuration: configuration)
         try client.set("peer/\(rank)", me.encoded)
         let raw = try client.gather("peer")
@@ -116,7 +129,6 @@ extension Communicator {
             }
             peers.append(info)
         }
-        try client.done()
 
         // Hosts, densely numbered in rank order.
         var hostIndex: [String: Int] = [:]
@@ -125,8 +137,34 @@ extension Communicator {
             hostIndex[p.hostID] = hostIndex.count
             return hostIndex.count - 1
         }
-        let transport = try Self.chooseTransport(rank: rank, peers: peers, hosts: hosts, job: client.nonce,
-                                                 configuration: configuration, log: log)
+        let choice = try Self.chooseTransport(rank: rank, peers: peers, hosts: hosts, configuration: configuration, log: log)
+        let transport: Transport
+        switch choice {
+        case .inProcess:
+            transport = InProcessJobs.transport(job: client.nonce, size: size, rank: rank)
+        case .sharedMemory:
+            guard let own = segment else {
+                throw .unsupported("rank \(rank) could not create a shared-memory segment (see the INFO log with CHORUS_DEBUG=INFO)")
+            }
+            // Map every peer's segment, tell the others how it went, and unlink the names once
+            // every rank has mapped them (from then on a crash leaves nothing in /dev/shm).
+            var mapped: SharedMemoryTransport?
+            var status = "ok"
+            do {
+                mapped = try SharedMemoryTransport(own: own, rank: rank, size: size, job: client.nonce, pids: peers.map(\.pid))
+            } catch {
+                status = "\(error)"
+            }
+            try client.set("shm/\(rank)", Array(status.utf8))
+            let statuses = try client.gather("shm").map(\.utf8String)
+            if let bad = statuses.firstIndex(where: { $0 != "ok" }) {
+                throw .transport("rank \(bad) could not map the job's shared memory: \(statuses[bad])")
+            }
+            own.unlink()
+            segment = nil
+            transport = mapped!
+        }
+        try client.done()
         self.init(engine: Engine(transport: transport, configuration: configuration), rank: rank, size: size,
                   worldRanks: nil, hosts: hosts, id: 1)
     }
@@ -140,27 +178,43 @@ extension Communicator {
                                 jobToken: launch.jobToken, configuration: configuration)
     }
 
+    enum TransportChoice { case inProcess, sharedMemory }
+
     /// The transport for this rank given where every rank runs. A transport named in
     /// `CHORUS_TRANSPORT` that cannot connect these ranks is an error saying why; `auto` takes
-    /// the best available and says which at INFO.
-    static func chooseTransport(rank: Int, peers: [PeerInfo], hosts: [Int], job: UInt64,
-                                configuration: ChorusConfiguration, log: Log) throws(ChorusError) -> Transport {
+    /// the best available and says which at INFO: in-process when every rank is a thread of
+    /// this process, shared memory when every rank is on this host.
+    static func chooseTransport(rank: Int, peers: [PeerInfo], hosts: [Int],
+                                configuration: ChorusConfiguration, log: Log) throws(ChorusError) -> TransportChoice {
         let size = peers.count
         let oneProcess = peers.allSatisfy { $0.processToken == peers[0].processToken }
         let hostCount = Set(hosts).count
         switch configuration.transport {
-        case "inproc", "auto":
+        case "inproc":
             guard oneProcess else {
                 let other = peers.firstIndex { $0.processToken != peers[0].processToken }!
-                if configuration.transport == "inproc" {
-                    throw .unsupported("CHORUS_TRANSPORT=inproc needs every rank in one process, but rank 0 is pid \(peers[0].pid) and rank \(other) is pid \(peers[other].pid)")
-                }
-                throw .unsupported("the ranks run in several processes on \(hostCount) host(s), and this build has no transport between processes yet (shared memory and TCP are planned)")
+                throw .unsupported("CHORUS_TRANSPORT=inproc needs every rank in one process, but rank 0 is pid \(peers[0].pid) and rank \(other) is pid \(peers[other].pid)")
             }
-            if rank == 0 { log(.info, "all \(size) ranks run in this process: using the in-process transport") }
-            return InProcessJobs.transport(job: job, size: size, rank: rank)
+            return .inProcess
+        case "shm":
+            guard hostCount == 1 else {
+                let other = hosts.firstIndex { $0 != hosts[0] }!
+                throw .unsupported("CHORUS_TRANSPORT=shm needs every rank on one host, but ranks 0 and \(other) run on different hosts (\(peers[0].hostID) and \(peers[other].hostID); CHORUS_HOSTID overrides)")
+            }
+            if rank == 0 { log(.info, "CHORUS_TRANSPORT=shm: all \(size) ranks use shared memory") }
+            return .sharedMemory
+        case "auto":
+            if oneProcess || size == 1 {
+                if rank == 0 { log(.info, "all \(size) ranks run in this process: using the in-process transport") }
+                return .inProcess
+            }
+            if hostCount == 1 {
+                if rank == 0 { log(.info, "all \(size) ranks run on this host in separate processes: using shared memory") }
+                return .sharedMemory
+            }
+            throw .unsupported("the ranks run on \(hostCount) hosts, and this build has no transport between hosts yet (TCP is planned); run every rank on one host")
         default:
-            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto")
+            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto, shm or inproc")
         }
     }
 }

@@ -9,8 +9,22 @@ struct HelloCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hello",
         abstract: "Join the job from the launcher's environment, report this rank, and meet at a barrier.",
-        discussion: "Example: chorus run -n 4 -- chorus hello"
+        discussion: """
+            Example: chorus run -n 4 -- chorus hello --check
+            With --check, every collective × data type × op is run in place and out of place on \
+            several counts and checked against the reference; exit 1 if any result is wrong.
+            """
     )
+
+    @Flag(help: "Run and check every collective, data type and op (all ranks must pass it).")
+    var check = false
+
+    @Option(help: "With --check: run the checks this many times.")
+    var iterations = 1
+
+    func validate() throws {
+        guard iterations >= 1 else { throw ValidationError("--iterations \(iterations): expected at least 1") }
+    }
 
     func run() throws {
         let comm: Communicator
@@ -24,7 +38,21 @@ struct HelloCommand: ParsableCommand {
             let sizes = try comm.allGather([Int32(comm.rank)])
             try comm.barrier()
             print("rank \(comm.rank) of \(comm.size): transport \(comm.transportKind); all \(sizes.count) ranks answered")
-        } catch {
+            if check {
+                // Counts: empty, one element, a prime, and one not divisible by the rank count.
+                let cases = CollectiveCheck.grid(ranks: comm.size, counts: [0, 1, 13, 3 * comm.size + 1])
+                var wrong: [String] = []
+                for _ in 0..<iterations {
+                    for c in cases {
+                        if let problem = try c.run(on: comm) { wrong.append(problem) }
+                    }
+                }
+                try comm.barrier()
+                for line in wrong.prefix(10) { printError("chorus hello: \(line)") }
+                print("rank \(comm.rank): \(cases.count * iterations) calls checked, \(wrong.count) wrong")
+                if !wrong.isEmpty { throw ExitCode(1) }
+            }
+        } catch let error as ChorusError {
             printError("chorus hello: rank \(comm.rank): \(error)")
             throw ExitCode(1)
         }

@@ -1,0 +1,406 @@
+import CChorusSHM
+import ChorusCore
+import ChorusTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Ranks on one host exchanging messages through POSIX shared memory.
+///
+/// ## Protocol
+/// Every ordered pair of ranks has a single-producer, single-consumer ring in the receiver's
+/// segment (`SharedSegment`). A send is cut into fragments of at most a quarter of the ring;
+/// each fragment is a record (payload length, message length, stream, tag, payload) copied in
+/// by the sender. The send completes when its last fragment is in the ring (its buffer may be
+/// reused). The receiver drains its rings in `progress`: the first fragment of a message
+/// matches the oldest posted receive of that (peer, stream), and the fragments are copied
+/// straight into its buffer; a message with no receive posted yet is kept in memory until one
+/// is (so one stream never blocks another). Rings are FIFO, so messages of one (peer, stream)
+/// match in order. Every message moves with two copies (into the ring, out of it).
+///
+/// ## Waiting
+/// `waitForActivity` watches the doorbell in this rank's segment, which a peer bumps after
+/// writing to one of this rank's rings or freeing space in one of the peer's rings that this
+/// rank writes. It spins for up to 50 µs when the host has a core per rank, then sleeps on the
+/// doorbell with `futex` (a peer wakes it only when it counts as asleep). While waiting it
+/// checks every 100 ms that the peers it waits for are alive, so a rank that was killed is
+/// named at once instead of at the timeout.
+///
+/// ## Abort
+/// `abort` records the reason in every peer's segment and rings every doorbell; each peer's
+/// next `progress` throws it.
+public final class SharedMemoryTransport: Transport, @unchecked Sendable {
+    public let kind = "shm"
+    public let rank: Int
+    public let size: Int
+    private let segments: [SharedSegment]   // indexed by rank; [rank] is this rank's own
+    private let pids: [Int32]
+    private let spins: Bool
+    private let fragmentBytes: Int
+
+    // State of the thread that drives the transport.
+    private struct Outgoing {
+        var request: TransportRequest
+        var sent: Int
+        var started: Bool
+    }
+
+    private final class Unexpected {
+        let tag: UInt64
+        let total: Int
+        let buffer: UnsafeMutableRawPointer
+        var received = 0
+        /// A receive posted while the message was still arriving.
+        var claimant: TransportRequest?
+        init(tag: UInt64, total: Int) {
+            self.tag = tag
+            self.total = total
+            buffer = .allocate(byteCount: max(total, 1), alignment: 64)
+        }
+        deinit { buffer.deallocate() }
+    }
+
+    private enum Target {
+        case request(TransportRequest)
+        case unexpected(Unexpected)
+        /// A receive whose length differs: consume the bytes, write nothing, report the length.
+        case mismatched(TransportRequest)
+    }
+
+    private struct Incoming {
+        var target: Target
+        var total: Int
+        var tag: UInt64
+        var received: Int
+    }
+
+    private struct Key: Hashable {
+        var peer: Int
+        var stream: UInt64
+    }
+
+    private var outgoing: [[Outgoing]]
+    private var outgoingHead: [Int]
+    private var incoming: [Incoming?]
+    private var posted: [Key: [TransportRequest]] = [:]
+    private var unexpected: [Key: [Unexpected]] = [:]
+    private var ready: [TransportCompletion] = []
+    private var doorbellSeen: UInt32 = 0
+    private var lastLivenessCheck = ContinuousClock.now
+    private var peerFailure: TransportError?
+
+    // Set from any thread by `abort`.
+    private let localAbort = Mutex<TransportError?>(nil)
+    private let localAborted = Atomic<Bool>(false)
+
+    /// Maps the peers' segments. `own` is this rank's segment, created before rendezvous.
+    /// - Parameter pids: every rank's process id (names the segments, and liveness checks).
+    public init(own: SharedSegmentHandle, rank: Int, size: Int, job: UInt64, pids: [Int32]) throws {
+        self.rank = rank
+        self.size = size
+        self.pids = pids
+        var segments: [SharedSegment] = []
+        do {
+            for r in 0..<size {
+                segments.append(r == rank ? own.segment : try SharedSegment.open(job: job, rank: r, pid: pids[r], ranks: size))
+            }
+        } catch {
+            for (r, s) in segments.enumerated() where r != rank { s.unmap() }
+            throw error
+        }
+        self.segments = segments
+        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        fragmentBytes = own.segment.ringBytes / 4 - Ring.headerBytes
+        outgoing = Array(repeating: [], count: size)
+        outgoingHead = Array(repeating: 0, count: size)
+        incoming = Array(repeating: nil, count: size)
+    }
+
+    deinit { close() }
+
+    public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
+        TransportRegion(base: base, length: length)
+    }
+
+    public func deregister(_ region: TransportRegion) {}
+
+    public func postSend(_ request: TransportRequest) throws {
+        try checkPeer(request.peer)
+        outgoing[request.peer].append(Outgoing(request: request, sent: 0, started: false))
+        push(to: request.peer)
+    }
+
+    public func postReceive(_ request: TransportRequest) throws {
+        try checkPeer(request.peer)
+        let key = Key(peer: request.peer, stream: request.stream)
+        if let waiting = unexpected[key], let first = waiting.first, first.claimant == nil {
+            if first.received == first.total {
+                deliver(first, to: request)
+                unexpected[key]!.removeFirst()
+                if unexpected[key]!.isEmpty { unexpected[key] = nil }
+            } else {
+                first.claimant = request
+            }
+            return
+        }
+        posted[key, default: []].append(request)
+    }
+
+    private func checkPeer(_ peer: Int) throws {
+        guard (0..<size).contains(peer), peer != rank else {
+            throw TransportError(.protocolViolation, peer: peer, "shm: rank \(rank) cannot exchange messages with rank \(peer)")
+        }
+    }
+
+    /// Copies a fully arrived message into the receive that claims it and completes it.
+    private func deliver(_ m: Unexpected, to request: TransportRequest) {
+        if m.total == request.length && m.total > 0 { request.pointer.copyMemory(from: m.buffer, byteCount: m.total) }
+        ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.total))
+    }
+
+    public func progress(_ completions: inout [TransportCompletion]) throws {
+        let own = segments[rank]
+        doorbellSeen = own.doorbell.pointee.load(ordering: .sequentiallyConsistent)
+        if localAborted.load(ordering: .acquiring), let e = localAbort.withLock({ $0 }) { throw e }
+        let by = own.abortedBy.pointee.load(ordering: .acquiring)
+        if by >= 0 {
+            throw TransportError(.aborted, peer: Int(by), own.abortReason)
+        }
+        for peer in 0..<size where peer != rank {
+            if outgoingHead[peer] < outgoing[peer].count { push(to: peer) }
+            try drain(from: peer)
+        }
+        if !ready.isEmpty {
+            completions.append(contentsOf: ready)
+            ready.removeAll(keepingCapacity: true)
+        } else if let failure = peerFailure {
+            throw failure
+        }
+    }
+
+    /// Writes as many fragments of queued sends to `peer` as its ring has room for.
+    private func push(to peer: Int) {
+        let ring = segments[peer].ring(from: rank)
+        var head = ring.head.pointee.load(ordering: .relaxed)
+        var tail = ring.tail.pointee.load(ordering: .acquiring)
+        let capacity = UInt64(ring.capacity)
+        var wrote = false
+        while outgoingHead[peer] < outgoing[peer].count {
+            var o = outgoing[peer][outgoingHead[peer]]
+            let remaining = o.request.length - o.sent
+            let payload = min(remaining, fragmentBytes)
+            let need = UInt64(Ring.recordBytes(payload: payload))
+            let position = head % capacity
+            let contiguous = capacity - position
+            if need > contiguous {
+                // Pad to the end and start over at the beginning.
+                if capacity - (head - tail) < contiguous + need {
+                    tail = ring.tail.pointee.load(ordering: .acquiring)
+                    if capacity - (head - tail) < contiguous + need { break }
+                }
+                (ring.data + Int(position)).storeBytes(of: Ring.pad, as: UInt64.self)
+                head += contiguous
+                continue
+            }
+            if capacity - (head - tail) < need {
+                tail = ring.tail.pointee.load(ordering: .acquiring)
+                if capacity - (head - tail) < need { break }
+            }
+            let record = ring.data + Int(position)
+            record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
+            record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
+            record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
+            record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
+            if payload > 0 { (record + Ring.headerBytes).copyMemory(from: o.request.pointer + o.sent, byteCount: payload) }
+            head += need
+            o.sent += payload
+            o.started = true
+            ring.head.pointee.store(head, ordering: .releasing)
+            wrote = true
+            if o.sent == o.request.length {
+                ready.append(TransportCompletion(id: o.request.id, tag: o.request.tag, length: o.request.length))
+                outgoingHead[peer] += 1
+            } else {
+                outgoing[peer][outgoingHead[peer]] = o
+            }
+        }
+        if outgoingHead[peer] == outgoing[peer].count && outgoingHead[peer] > 0 {
+            outgoing[peer].removeAll(keepingCapacity: true)
+            outgoingHead[peer] = 0
+        }
+        if wrote { segments[peer].ring() }
+    }
+
+    /// Consumes every record `peer` has written to this rank's ring from it.
+    private func drain(from peer: Int) throws {
+        let own = segments[rank]
+        let ring = own.ring(from: peer)
+        var tail = ring.tail.pointee.load(ordering: .relaxed)
+        let head = ring.head.pointee.load(ordering: .acquiring)
+        guard tail != head else { return }
+        let capacity = UInt64(ring.capacity)
+        while tail < head {
+            let position = tail % capacity
+            let record = ring.data + Int(position)
+            let length = record.load(fromByteOffset: 0, as: UInt64.self)
+            if length == Ring.pad {
+                tail += capacity - position
+                continue
+            }
+            let total = Int(record.load(fromByteOffset: 8, as: UInt64.self))
+            let stream = record.load(fromByteOffset: 16, as: UInt64.self)
+            let tag = record.load(fromByteOffset: 24, as: UInt64.self)
+            let payload = Int(length)
+            guard payload <= fragmentBytes, total >= payload else {
+                throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed record (fragment \(payload) of \(total) bytes)")
+            }
+            if incoming[peer] == nil { incoming[peer] = start(peer: peer, stream: stream, tag: tag, total: total) }
+            var m = incoming[peer]!
+            let data = record + Ring.headerBytes
+            switch m.target {
+            case .request(let r):
+                if payload > 0 { (r.pointer + m.received).copyMemory(from: data, byteCount: payload) }
+            case .unexpected(let u):
+                if payload > 0 { (u.buffer + m.received).copyMemory(from: data, byteCount: payload) }
+                u.received += payload
+            case .mismatched:
+                break
+            }
+            m.received += payload
+            tail += UInt64(Ring.recordBytes(payload: payload))
+            if m.received == m.total {
+                finish(m, peer: peer, stream: stream)
+                incoming[peer] = nil
+            } else {
+                incoming[peer] = m
+            }
+        }
+        ring.tail.pointee.store(tail, ordering: .releasing)
+        // The sender may be waiting for room.
+        segments[peer].ring()
+    }
+
+    private func start(peer: Int, stream: UInt64, tag: UInt64, total: Int) -> Incoming {
+        let key = Key(peer: peer, stream: stream)
+        if var queue = posted[key], !queue.isEmpty {
+            let r = queue.removeFirst()
+            posted[key] = queue.isEmpty ? nil : queue
+            return Incoming(target: r.length == total ? .request(r) : .mismatched(r), total: total, tag: tag, received: 0)
+        }
+        let u = Unexpected(tag: tag, total: total)
+        unexpected[key, default: []].append(u)
+        return Incoming(target: .unexpected(u), total: total, tag: tag, received: 0)
+    }
+
+    private func finish(_ m: Incoming, peer: Int, stream: UInt64) {
+        switch m.target {
+        case .request(let r), .mismatched(let r):
+            ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.total))
+        case .unexpected(let u):
+            guard let claimant = u.claimant else { return }
+            deliver(u, to: claimant)
+            let key = Key(peer: peer, stream: stream)
+            unexpected[key]?.removeFirst()
+            if unexpected[key]?.isEmpty == true { unexpected[key] = nil }
+        }
+    }
+
+    public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
+        let own = segments[rank]
+        let seen = doorbellSeen
+        func arrived() -> Bool { own.doorbell.pointee.load(ordering: .sequentiallyConsistent) != seen }
+        var spinUntil: ContinuousClock.Instant?
+        var i = 0
+        while true {
+            if arrived() { return }
+            i += 1
+            if i & 63 == 0 {
+                let now = ContinuousClock.now
+                if spinUntil == nil { spinUntil = now + (spins ? .microseconds(50) : .zero) }
+                if now >= spinUntil! { break }
+                if !spins { sched_yield() }
+            }
+        }
+        own.sleepers.pointee.add(1, ordering: .sequentiallyConsistent)
+        defer { own.sleepers.pointee.subtract(1, ordering: .sequentiallyConsistent) }
+        while !arrived() {
+            let now = ContinuousClock.now
+            if now >= deadline { return }
+            if now - lastLivenessCheck >= .milliseconds(100) {
+                lastLivenessCheck = now
+                if let dead = deadPeerWaitedFor() {
+                    peerFailure = TransportError(.receive, peer: dead, "rank \(dead) (pid \(pids[dead])) is gone: its process exited while rank \(rank) was exchanging data with it")
+                    return
+                }
+            }
+            let nanos = min(deadline - now, .milliseconds(100)).components
+            _ = chorus_futex_wait(own.doorbellWord, seen, nanos.seconds * 1_000_000_000 + nanos.attoseconds / 1_000_000_000)
+        }
+    }
+
+    /// A peer this rank has unfinished business with whose process no longer exists.
+    private func deadPeerWaitedFor() -> Int? {
+        var involved = Set<Int>()
+        for (peer, m) in incoming.enumerated() where m != nil { involved.insert(peer) }
+        for peer in 0..<size where outgoingHead[peer] < outgoing[peer].count { involved.insert(peer) }
+        for key in posted.keys { involved.insert(key.peer) }
+        for peer in involved.sorted() where kill(pids[peer], 0) != 0 && errno == ESRCH { return peer }
+        return nil
+    }
+
+    public func abort(_ error: TransportError) {
+        let first = localAbort.withLock { e -> Bool in
+            guard e == nil else { return false }
+            e = error
+            return true
+        }
+        guard first else { return }
+        localAborted.store(true, ordering: .releasing)
+        let relayed = "rank \(rank) aborted: \(error.message)"
+        for (r, s) in segments.enumerated() where r != rank {
+            // The reason is written before the rank that claims the slot is published.
+            if s.abortedBy.pointee.load(ordering: .acquiring) < 0 {
+                s.setAbortReason(relayed)
+                _ = s.abortedBy.pointee.compareExchange(expected: -1, desired: Int64(rank), ordering: .acquiringAndReleasing)
+            }
+            s.ring()
+        }
+        segments[rank].ring()
+    }
+
+    private var closed = false
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        for s in segments { s.unmap() }
+    }
+}
+
+/// This rank's segment, created before rendezvous so peers can map it once they learn of it.
+public final class SharedSegmentHandle: @unchecked Sendable {
+    let segment: SharedSegment
+    private var linked = true
+
+    /// Creates this rank's segment for job `job` (removing stale segments of dead jobs first).
+    public init(job: UInt64, rank: Int, ranks: Int) throws {
+        segment = try SharedSegment.create(job: job, rank: rank, ranks: ranks)
+    }
+
+    /// Removes the name (mappings stay valid). Call once every peer has mapped it.
+    public func unlink() {
+        if linked { segment.unlink() }
+        linked = false
+    }
+
+    /// Removes the name and the mapping (when the job will not use shared memory).
+    public func discard() {
+        unlink()
+        segment.unmap()
+    }
+
+    /// Segments of dead jobs removed from `/dev/shm`.
+    @discardableResult
+    public static func removeStale() -> Int { SharedSegment.removeStale() }
+}

@@ -1,0 +1,187 @@
+import ChorusTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One rank's POSIX shared-memory segment: its inbound rings (one per peer) and its header.
+///
+/// ## Layout
+/// | offset | field |
+/// |---|---|
+/// | 0 | magic, ranks, owner rank, owner pid, ring bytes (UInt64 each) |
+/// | 64 | doorbell: UInt32 futex word, bumped by every peer that writes to a ring here or frees space in a ring of the owner's |
+/// | 128 | sleepers: Int64, the owner's threads asleep on the doorbell |
+/// | 192 | aborted by: Int64 rank, or -1 |
+/// | 256 | abort reason: length (UInt64), then UTF-8 bytes up to the header's end |
+/// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): head (UInt64, written by the sender) at +0, tail (UInt64, written by the owner) at +64, data at +128 |
+///
+/// ## Names and lifetime
+/// `/chorus-<uid>-<pid>-<job>-<rank>`, mode 0600 (only the job's user can open it). Each rank
+/// creates its own before rendezvous publishes it; once every rank has mapped every segment the
+/// names are unlinked, so a crash later leaves nothing behind. A crash inside that window
+/// leaves a name whose pid is dead: the next job's `removeStale` deletes it.
+struct SharedSegment {
+    static let magic: UInt64 = 0x4348_4F52_5553_4D31   // "CHORUSM1"
+    static let headerBytes = 4096
+    static let ringControlBytes = 128
+    static let reasonOffset = 256
+
+    let name: String
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+    let ranks: Int
+    let owner: Int
+    let ringBytes: Int
+
+    /// Ring bytes per peer for a job of `ranks` (a power of two; smaller for large jobs so the
+    /// segments stay modest: `(ranks-1)` rings per segment, `ranks` segments per host).
+    static func ringBytes(ranks: Int) -> Int {
+        ranks <= 8 ? 1 << 20 : (ranks <= 32 ? 256 << 10 : 64 << 10)
+    }
+
+    static func segmentBytes(ranks: Int, ringBytes: Int) -> Int {
+        headerBytes + max(ranks - 1, 0) * (ringControlBytes + ringBytes)
+    }
+
+    static func name(job: UInt64, rank: Int, pid: Int32) -> String {
+        "/chorus-\(getuid())-\(pid)-\(String(job, radix: 16))-\(rank)"
+    }
+
+    /// Creates and maps this rank's segment (after removing stale segments of dead jobs).
+    static func create(job: UInt64, rank: Int, ranks: Int) throws -> SharedSegment {
+        removeStale()
+        let ring = ringBytes(ranks: ranks)
+        let bytes = segmentBytes(ranks: ranks, ringBytes: ring)
+        let name = name(job: job, rank: rank, pid: getpid())
+        let fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Syscall.shmError("shm_open", "cannot create the shared-memory segment \(name)") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else {
+            let e = Syscall.shmError("ftruncate", "cannot size the shared-memory segment \(name) to \(bytes) bytes (is /dev/shm full?)")
+            shm_unlink(name)
+            throw e
+        }
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            let e = Syscall.shmError("mmap", "cannot map the shared-memory segment \(name)")
+            shm_unlink(name)
+            throw e
+        }
+        let s = SharedSegment(name: name, base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
+        s.word(1).pointee = UInt64(ranks)
+        s.word(2).pointee = UInt64(rank)
+        s.word(3).pointee = UInt64(getpid())
+        s.word(4).pointee = UInt64(ring)
+        s.abortedBy.pointee.store(-1, ordering: .relaxed)
+        s.word(0).pointee = magic   // last: a peer that sees the magic sees the rest
+        return s
+    }
+
+    /// Maps a peer's segment, checking that it is what this job expects.
+    static func open(job: UInt64, rank: Int, pid: Int32, ranks: Int) throws -> SharedSegment {
+        let name = name(job: job, rank: rank, pid: pid)
+        let fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)
+        guard fd >= 0 else {
+            throw Syscall.shmError("shm_open", "cannot open rank \(rank)'s shared-memory segment \(name); do both ranks run as the same user with the same /dev/shm?", peer: rank)
+        }
+        defer { close(fd) }
+        var st = stat()
+        fstat(fd, &st)
+        let ring = ringBytes(ranks: ranks)
+        let bytes = segmentBytes(ranks: ranks, ringBytes: ring)
+        guard Int(st.st_size) == bytes else {
+            throw TransportError(.protocolViolation, peer: rank, "rank \(rank)'s shared-memory segment \(name) has \(st.st_size) bytes where \(bytes) were expected")
+        }
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+            throw Syscall.shmError("mmap", "cannot map rank \(rank)'s shared-memory segment \(name)", peer: rank)
+        }
+        let s = SharedSegment(name: name, base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
+        guard s.word(0).pointee == magic, s.word(1).pointee == UInt64(ranks), s.word(2).pointee == UInt64(rank) else {
+            munmap(p, bytes)
+            throw TransportError(.protocolViolation, peer: rank, "\(name) is not rank \(rank)'s segment of this \(ranks)-rank job")
+        }
+        return s
+    }
+
+    func unmap() { munmap(base, bytes) }
+    func unlink() { shm_unlink(name) }
+
+    /// Deletes `/dev/shm/chorus-<uid>-<pid>-…` segments whose creating process is gone.
+    @discardableResult
+    static func removeStale() -> Int {
+        let prefix = "chorus-\(getuid())-"
+        guard let dir = opendir("/dev/shm") else { return 0 }
+        defer { closedir(dir) }
+        var removed = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(prefix) else { continue }
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]) else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                shm_unlink("/" + name)
+                removed += 1
+            }
+        }
+        return removed
+    }
+
+    // MARK: Fields
+
+    func word(_ i: Int) -> UnsafeMutablePointer<UInt64> { (base + 8 * i).assumingMemoryBound(to: UInt64.self) }
+    var pid: Int32 { Int32(truncatingIfNeeded: word(3).pointee) }
+    var doorbell: UnsafeMutablePointer<Atomic<UInt32>> { (base + 64).assumingMemoryBound(to: Atomic<UInt32>.self) }
+    var doorbellWord: UnsafeMutablePointer<UInt32> { (base + 64).assumingMemoryBound(to: UInt32.self) }
+    var sleepers: UnsafeMutablePointer<Atomic<Int64>> { (base + 128).assumingMemoryBound(to: Atomic<Int64>.self) }
+    var abortedBy: UnsafeMutablePointer<Atomic<Int64>> { (base + 192).assumingMemoryBound(to: Atomic<Int64>.self) }
+
+    var abortReason: String {
+        let length = min(Int(word(Self.reasonOffset / 8).pointee), Self.headerBytes - Self.reasonOffset - 8)
+        return String(decoding: UnsafeRawBufferPointer(start: base + Self.reasonOffset + 8, count: max(length, 0)), as: UTF8.self)
+    }
+
+    func setAbortReason(_ text: String) {
+        let bytes = Array(text.utf8.prefix(Self.headerBytes - Self.reasonOffset - 8))
+        bytes.withUnsafeBytes { (base + Self.reasonOffset + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        word(Self.reasonOffset / 8).pointee = UInt64(bytes.count)
+    }
+
+    /// The ring in this segment that `sender` writes.
+    func ring(from sender: Int) -> Ring {
+        let k = sender < owner ? sender : sender - 1
+        let control = base + Self.headerBytes + k * (Self.ringControlBytes + ringBytes)
+        return Ring(control: control, data: control + Self.ringControlBytes, capacity: ringBytes)
+    }
+
+    /// Wakes the owner if it sleeps (after a write to its rings, or freed space in its own).
+    func ring() {
+        doorbell.pointee.add(1, ordering: .sequentiallyConsistent)
+        if sleepers.pointee.load(ordering: .sequentiallyConsistent) > 0 { _ = chorus_futex_wake(doorbellWord) }
+    }
+}
+
+/// A single-producer, single-consumer byte ring in shared memory. `head` and `tail` count bytes
+/// ever written and consumed; records are 64-byte aligned and never wrap (a pad record fills
+/// the end when the next record would not fit).
+struct Ring {
+    let control: UnsafeMutableRawPointer
+    let data: UnsafeMutableRawPointer
+    let capacity: Int
+
+    var head: UnsafeMutablePointer<Atomic<UInt64>> { control.assumingMemoryBound(to: Atomic<UInt64>.self) }
+    var tail: UnsafeMutablePointer<Atomic<UInt64>> { (control + 64).assumingMemoryBound(to: Atomic<UInt64>.self) }
+
+    /// Record header: payload length (or `pad`), the message's total length, stream, tag.
+    static let headerBytes = 32
+    static let pad = UInt64.max
+
+    static func recordBytes(payload: Int) -> Int { (headerBytes + payload + 63) & ~63 }
+}
+
+import CChorusSHM
+
+extension Syscall {
+    static func shmError(_ call: String, _ message: String, peer: Int? = nil) -> TransportError {
+        TransportError(.connect, peer: peer, syscall: call, code: errno, message + ": " + String(cString: strerror(errno)))
+    }
+}
