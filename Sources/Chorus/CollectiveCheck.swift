@@ -48,13 +48,15 @@ public struct CollectiveCheck: Sendable, CustomStringConvertible {
         return cases
     }
 
-    /// Rank `rank`'s input: small integer values of `dataType`.
-    public static func input(rank: Int, elements: Int, dataType type: DataType) -> [UInt8] {
+    /// Rank `rank`'s input, elements `first..<first+elements`: small integers of `dataType`
+    /// (for products, ones and twos, so a product of up to 15 ranks stays exact in f16).
+    public static func input(rank: Int, elements: Int, dataType type: DataType, first: Int = 0, op: ReduceOp = .sum) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: elements * type.size)
         bytes.withUnsafeMutableBytes { b in
-            for i in 0..<elements {
-                let v = Double((rank * 7 + i * 3) % 3 + 1)
-                let p = b.baseAddress! + i * type.size
+            for k in 0..<elements {
+                let i = first + k
+                let v = op == .prod ? Double((rank + i) % 4 == 0 ? 2 : 1) : Double((rank * 7 + i * 3) % 3 + 1)
+                let p = b.baseAddress! + k * type.size
                 switch type {
                 case .float32: p.storeBytes(of: Float(v), as: Float.self)
                 case .float64: p.storeBytes(of: v, as: Double.self)
@@ -78,7 +80,7 @@ public struct CollectiveCheck: Sendable, CustomStringConvertible {
         let n = comm.size, r = comm.rank, es = dataType.size
         let inputElements = collective == .reduceScatter ? count * n : count
         let outputElements = collective == .allGather ? count * n : count
-        let inputs = (0..<n).map { Self.input(rank: $0, elements: inputElements, dataType: dataType) }
+        let inputs = (0..<n).map { Self.input(rank: $0, elements: inputElements, dataType: dataType, op: op) }
         let expected = ReferenceInterpreter.expected(collective, ranks: n, root: root, dataType: dataType, op: op,
                                                      blockElements: count, inputs: inputs)[r]
         let sentinel: UInt8 = 0xA5

@@ -112,6 +112,15 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
+    /// The registry id of the algorithm a call of this shape runs (`CHORUS_ALGO` included).
+    public func algorithm(for collective: Collective, count: Int, dataType: DataType, root: Int = 0) throws(ChorusError) -> String {
+        guard size > 1 else { return "local" }
+        let ticket = engine.takeTicket()
+        return try engine.withTurn(ticket) { () throws(ChorusError) -> String in
+            try plans.selection(collective, count: count, dataType: dataType, root: root).chosen.id
+        }
+    }
+
     // MARK: - Running calls
 
     private func checkOpen(_ what: String) throws(ChorusError) {

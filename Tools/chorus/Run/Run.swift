@@ -162,6 +162,13 @@ struct RunCommand: ParsableCommand {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// This executable's path (to start more copies of it).
+    static func currentExecutable() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
     static func randomToken() -> String {
         (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
     }
