@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian machine with Swift to a working Chorus: installs the system
 # packages, builds the `chorus` tool in release mode, and runs the default job on a built-in
-# default (the summary of a shipped Trainium2 system).
+# default (the summary of a shipped Trainium2 system, then a 2-rank collective benchmark over
+# shared memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +14,8 @@ echo "== chorus topo show aws-trn2.48xlarge"
 echo
 echo "== chorus topo show aws-trn2-cluster-4096   (65,536 Trainium2 chips)"
 .build/release/chorus topo show aws-trn2-cluster-4096
+echo
+echo "== chorus bench --ranks 2 --collective all-reduce,all-gather,reduce-scatter -b 8 -e 64M -f 8   (2 local ranks, shared memory)"
+.build/release/chorus bench --ranks 2 --collective all-reduce,all-gather,reduce-scatter -b 8 -e 64M -f 8 -n 20 -w 5
 echo
 echo "The tool is at .build/release/chorus; 'chorus --help' lists the subcommands."

@@ -14,6 +14,7 @@ import ChorusTopology
 enum HostModel {
     static let shm = LinkAttributes(kind: .shm, bandwidth: .gigabytesPerSecond(10), latency: .nanoseconds(200))
     static let hostLink = LinkAttributes(kind: .pcie, bandwidth: .gigabytesPerSecond(16), latency: .nanoseconds(500))
+    static let memoryBandwidth: Bandwidth = .gigabytesPerSecond(10)
     static let network = LinkAttributes(kind: .ethernet, bandwidth: .gigabitsPerSecond(25), latency: .microseconds(10))
 
     /// - Parameter hosts: the host index of each rank (0-based, dense).
@@ -21,6 +22,9 @@ enum HostModel {
         let hostCount = (hosts.max() ?? 0) + 1
         var b = TopologyBuilder(name: "chorus-job", summary: "\(hosts.count) ranks on \(hostCount) host(s), as the communicator sees them")
         let procs = try b.addFamily("proc", count: hosts.count, kind: .cpu, host: { hosts[$0] })
+        // What one core streams (the anchors' 1 GiB memcpy, 9.7-10.5 GB/s): reductions cost
+        // memory traffic too, which is what makes halving-doubling beat recursive doubling here.
+        for p in procs { b.setMemory(of: p, size: nil, bandwidth: memoryBandwidth) }
         if hostCount == 1 {
             _ = try b.addFamily("memory", count: 1, kind: .switch)
             try b.crossbar(over: "proc", switches: "memory", shm)

@@ -17,7 +17,12 @@ import Glibc
 /// matches the oldest posted receive of that (peer, stream), and the fragments are copied
 /// straight into its buffer; a message with no receive posted yet is kept in memory until one
 /// is (so one stream never blocks another). Rings are FIFO, so messages of one (peer, stream)
-/// match in order. Every message moves with two copies (into the ring, out of it).
+/// match in order. A message through the ring moves with two copies (into the ring, out of
+/// it). A message of at least `directThreshold` bytes moves with one: the sender puts only a
+/// descriptor (its buffer's address) in the ring, the receiver reads the bytes straight into
+/// its destination with `process_vm_readv` and acknowledges in the sender's segment, which
+/// completes the send. Both ends must allow it (`SharedSegment.directReadsWork`, off unless
+/// `CHORUS_SHM_DIRECT=1`); otherwise everything goes through the rings.
 ///
 /// ## Waiting
 /// `waitForActivity` watches the doorbell in this rank's segment, which a peer bumps after
@@ -49,7 +54,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private final class Unexpected {
         let tag: UInt64
         let total: Int
-        let buffer: UnsafeMutableRawPointer
+        /// The bytes so far (a message through the ring), or `nil` (a direct-read descriptor).
+        let buffer: UnsafeMutableRawPointer?
+        /// A direct-read descriptor: the sender's address and sequence number.
+        let remote: (address: UInt64, seq: UInt64)?
         var received = 0
         /// A receive posted while the message was still arriving.
         var claimant: TransportRequest?
@@ -57,8 +65,16 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             self.tag = tag
             self.total = total
             buffer = .allocate(byteCount: max(total, 1), alignment: 64)
+            remote = nil
         }
-        deinit { buffer.deallocate() }
+        init(tag: UInt64, total: Int, address: UInt64, seq: UInt64) {
+            self.tag = tag
+            self.total = total
+            buffer = nil
+            remote = (address, seq)
+            received = total
+        }
+        deinit { buffer?.deallocate() }
     }
 
     private enum Target {
@@ -82,6 +98,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     private var outgoing: [[Outgoing]]
     private var outgoingHead: [Int]
+    /// Direct-read sends waiting for the receiver's acknowledgement, per peer.
+    private var awaiting: [[(request: TransportRequest, seq: UInt64)]]
+    private var nextSeq: [UInt64]
+    /// Messages at least this long are read by the receiver straight from the sender's buffer
+    /// (`process_vm_readv`, one copy) when both ends allow it; shorter ones go through the ring.
+    public static let directThreshold = 128 << 10
     private var incoming: [Incoming?]
     private var posted: [Key: [TransportRequest]] = [:]
     private var unexpected: [Key: [Unexpected]] = [:]
@@ -114,6 +136,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         fragmentBytes = own.segment.ringBytes / 4 - Ring.headerBytes
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
+        awaiting = Array(repeating: [], count: size)
+        nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
     }
 
@@ -136,7 +160,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let key = Key(peer: request.peer, stream: request.stream)
         if let waiting = unexpected[key], let first = waiting.first, first.claimant == nil {
             if first.received == first.total {
-                deliver(first, to: request)
+                try deliver(first, to: request, from: request.peer)
                 unexpected[key]!.removeFirst()
                 if unexpected[key]!.isEmpty { unexpected[key] = nil }
             } else {
@@ -153,10 +177,30 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
     }
 
-    /// Copies a fully arrived message into the receive that claims it and completes it.
-    private func deliver(_ m: Unexpected, to request: TransportRequest) {
-        if m.total == request.length && m.total > 0 { request.pointer.copyMemory(from: m.buffer, byteCount: m.total) }
+    /// Copies a fully arrived message (or reads a direct one) into the receive that claims it
+    /// and completes it.
+    private func deliver(_ m: Unexpected, to request: TransportRequest, from peer: Int) throws {
+        if let remote = m.remote {
+            if m.total == request.length && m.total > 0 { try readDirect(from: peer, address: remote.address, into: request.pointer, length: m.total) }
+            acknowledge(peer, seq: remote.seq)
+        } else if m.total == request.length && m.total > 0 {
+            request.pointer.copyMemory(from: m.buffer!, byteCount: m.total)
+        }
         ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.total))
+    }
+
+    private func readDirect(from peer: Int, address: UInt64, into destination: UnsafeMutableRawPointer, length: Int) throws {
+        let r = chorus_cma_read(pids[peer], destination, address, length)
+        guard r == 0 else {
+            throw TransportError(.receive, peer: peer, syscall: "process_vm_readv", code: -r,
+                                 "shm: cannot read \(length) bytes from rank \(peer)'s buffer: \(String(cString: strerror(-r))) (unset CHORUS_SHM_DIRECT to send everything through the rings)")
+        }
+    }
+
+    /// Tells `peer` that its direct-read send `seq` has been read (its buffer is free).
+    private func acknowledge(_ peer: Int, seq: UInt64) {
+        segments[peer].ackSlots(from: rank)[Int(seq % UInt64(SharedSegment.ackSlots))].store(seq + 1, ordering: .releasing)
+        segments[peer].ring()
     }
 
     public func progress(_ completions: inout [TransportCompletion]) throws {
@@ -168,6 +212,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             throw TransportError(.aborted, peer: Int(by), own.abortReason)
         }
         for peer in 0..<size where peer != rank {
+            if !awaiting[peer].isEmpty { collectAcknowledgements(from: peer) }
             if outgoingHead[peer] < outgoing[peer].count { push(to: peer) }
             try drain(from: peer)
         }
@@ -176,6 +221,15 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             ready.removeAll(keepingCapacity: true)
         } else if let failure = peerFailure {
             throw failure
+        }
+    }
+
+    private func collectAcknowledgements(from peer: Int) {
+        let slots = segments[rank].ackSlots(from: peer)
+        awaiting[peer].removeAll { entry in
+            guard slots[Int(entry.seq % UInt64(SharedSegment.ackSlots))].load(ordering: .acquiring) == entry.seq + 1 else { return false }
+            ready.append(TransportCompletion(id: entry.request.id, tag: entry.request.tag, length: entry.request.length))
+            return true
         }
     }
 
@@ -189,7 +243,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         while outgoingHead[peer] < outgoing[peer].count {
             var o = outgoing[peer][outgoingHead[peer]]
             let remaining = o.request.length - o.sent
-            let payload = min(remaining, fragmentBytes)
+            let direct = !o.started && o.request.length >= Self.directThreshold && directReads(with: peer)
+            if direct {
+                let slot = nextSeq[peer] % UInt64(SharedSegment.ackSlots)
+                if awaiting[peer].contains(where: { $0.seq % UInt64(SharedSegment.ackSlots) == slot }) { break }
+            }
+            let payload = direct ? 16 : min(remaining, fragmentBytes)
             let need = UInt64(Ring.recordBytes(payload: payload))
             let position = head % capacity
             let contiguous = capacity - position
@@ -208,6 +267,22 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 if capacity - (head - tail) < need { break }
             }
             let record = ring.data + Int(position)
+            if direct {
+                let seq = nextSeq[peer]
+                nextSeq[peer] += 1
+                record.storeBytes(of: Ring.direct, toByteOffset: 0, as: UInt64.self)
+                record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
+                record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
+                record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
+                record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: 32, as: UInt64.self)
+                record.storeBytes(of: seq, toByteOffset: 40, as: UInt64.self)
+                head += need
+                ring.head.pointee.store(head, ordering: .releasing)
+                wrote = true
+                awaiting[peer].append((o.request, seq))
+                outgoingHead[peer] += 1
+                continue
+            }
             record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
             record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
             record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
@@ -232,6 +307,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         if wrote { segments[peer].ring() }
     }
 
+    /// Whether messages to `peer` may be read by it straight from this rank's memory.
+    private func directReads(with peer: Int) -> Bool {
+        segments[rank].acceptsDirectReads && segments[peer].acceptsDirectReads
+    }
+
     /// Consumes every record `peer` has written to this rank's ring from it.
     private func drain(from peer: Int) throws {
         let own = segments[rank]
@@ -248,6 +328,28 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 tail += capacity - position
                 continue
             }
+            if length == Ring.direct {
+                guard incoming[peer] == nil else {
+                    throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) started a message inside another")
+                }
+                let total = Int(record.load(fromByteOffset: 8, as: UInt64.self))
+                let stream = record.load(fromByteOffset: 16, as: UInt64.self)
+                let tag = record.load(fromByteOffset: 24, as: UInt64.self)
+                let address = record.load(fromByteOffset: 32, as: UInt64.self)
+                let seq = record.load(fromByteOffset: 40, as: UInt64.self)
+                tail += UInt64(Ring.recordBytes(payload: 16))
+                // Free the ring before the (possibly long) read, so the sender can go on.
+                ring.tail.pointee.store(tail, ordering: .releasing)
+                let key = Key(peer: peer, stream: stream)
+                if var queue = posted[key], !queue.isEmpty {
+                    let r = queue.removeFirst()
+                    posted[key] = queue.isEmpty ? nil : queue
+                    try deliver(Unexpected(tag: tag, total: total, address: address, seq: seq), to: r, from: peer)
+                } else {
+                    unexpected[key, default: []].append(Unexpected(tag: tag, total: total, address: address, seq: seq))
+                }
+                continue
+            }
             let total = Int(record.load(fromByteOffset: 8, as: UInt64.self))
             let stream = record.load(fromByteOffset: 16, as: UInt64.self)
             let tag = record.load(fromByteOffset: 24, as: UInt64.self)
@@ -262,7 +364,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             case .request(let r):
                 if payload > 0 { (r.pointer + m.received).copyMemory(from: data, byteCount: payload) }
             case .unexpected(let u):
-                if payload > 0 { (u.buffer + m.received).copyMemory(from: data, byteCount: payload) }
+                if payload > 0 { (u.buffer! + m.received).copyMemory(from: data, byteCount: payload) }
                 u.received += payload
             case .mismatched:
                 break
@@ -270,7 +372,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             m.received += payload
             tail += UInt64(Ring.recordBytes(payload: payload))
             if m.received == m.total {
-                finish(m, peer: peer, stream: stream)
+                try finish(m, peer: peer, stream: stream)
                 incoming[peer] = nil
             } else {
                 incoming[peer] = m
@@ -293,13 +395,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         return Incoming(target: .unexpected(u), total: total, tag: tag, received: 0)
     }
 
-    private func finish(_ m: Incoming, peer: Int, stream: UInt64) {
+    private func finish(_ m: Incoming, peer: Int, stream: UInt64) throws {
         switch m.target {
         case .request(let r), .mismatched(let r):
             ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.total))
         case .unexpected(let u):
             guard let claimant = u.claimant else { return }
-            deliver(u, to: claimant)
+            try deliver(u, to: claimant, from: peer)
             let key = Key(peer: peer, stream: stream)
             unexpected[key]?.removeFirst()
             if unexpected[key]?.isEmpty == true { unexpected[key] = nil }
@@ -343,7 +445,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private func deadPeerWaitedFor() -> Int? {
         var involved = Set<Int>()
         for (peer, m) in incoming.enumerated() where m != nil { involved.insert(peer) }
-        for peer in 0..<size where outgoingHead[peer] < outgoing[peer].count { involved.insert(peer) }
+        for peer in 0..<size where outgoingHead[peer] < outgoing[peer].count || !awaiting[peer].isEmpty { involved.insert(peer) }
         for key in posted.keys { involved.insert(key.peer) }
         for peer in involved.sorted() where kill(pids[peer], 0) != 0 && errno == ESRCH { return peer }
         return nil

@@ -73,3 +73,60 @@ import Testing
         }
     }
 }
+
+/// `chorus bench` over shared memory: every collective checked, the output formats, the flags.
+@Suite(.serialized) struct BenchCommandTests {
+    @Test func everyCollectiveIsCheckedAcrossASweep() throws {
+        let r = try runChorus(["bench", "--ranks", "3", "--collective", "all", "-b", "4", "-e", "1M", "-f", "16", "-n", "2", "-w", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+        #expect(r.stdout.contains("# Avg bus bandwidth"))
+        for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(r.stdout.contains("# collective: \(c)")) }
+        let rows = r.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+        #expect(rows.count == 5 * 5)   // sizes 4, 64, 1K, 16K, 256K for each collective
+    }
+
+    @Test func directReadsAreCheckedToo() throws {
+        let r = try runChorus(["bench", "--ranks", "2", "--collective", "all", "-b", "1M", "-e", "1M", "-n", "2", "-w", "1", "-d", "bfloat16"],
+                              environment: ["CHORUS_SHM_DIRECT": "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+    }
+
+    @Test func jsonLinesHaveTheDocumentedKeys() throws {
+        let r = try runChorus(["bench", "--ranks", "2", "--json", "-b", "8", "-e", "64", "-f", "8", "-n", "2", "-w", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 4)   // two sizes × two placements, from rank 0 only
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            #expect(Set(object.keys) == ["collective", "algorithm", "transport", "ranks", "bytes", "count", "dtype", "op",
+                                         "placement", "time_us", "algbw_gbps", "busbw_gbps", "wrong"])
+            #expect(object["transport"] as? String == "shm")
+            #expect(object["wrong"] as? Int == 0)
+        }
+    }
+
+    @Test func csvAndPlotAreWritten() throws {
+        let plot = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-bench-\(getpid()).svg").path
+        defer { try? FileManager.default.removeItem(atPath: plot) }
+        let r = try runChorus(["bench", "--ranks", "2", "--csv", "-b", "1K", "-e", "4K", "-f", "4", "-n", "2", "-w", "1", "--plot", plot])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("collective,algorithm,transport,ranks,bytes,count,dtype,op,placement,time_us,algbw_gbps,busbw_gbps,wrong\n"))
+        #expect(r.stdout.split(separator: "\n").count == 1 + 4)
+        #expect(try String(contentsOfFile: plot, encoding: .utf8).contains("<polyline"))
+    }
+
+    @Test(arguments: [["-b", "1M", "-e", "1K"], ["-f", "1"], ["-n", "0"], ["-c", "2"], ["--collective", "alltoall"], ["-d", "float8"],
+                      ["-o", "xor"], ["--transport", "pigeon"], ["--json", "--csv"], ["--ranks", "0"]])
+    func badFlagsAreUsageErrors(_ flags: [String]) throws {
+        let r = try runChorus(["bench"] + flags)
+        #expect(r.status == 64, "\(flags): \(r.stderr)")
+    }
+
+    @Test func aNamedTransportThatIsUnavailableFailsEveryRank() throws {
+        let r = try runChorus(["bench", "--ranks", "2", "--transport", "verbs", "-b", "8", "-e", "8"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("CHORUS_TRANSPORT=verbs"), "\(r.stderr)")
+    }
+}

@@ -11,3 +11,15 @@ int chorus_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 int chorus_futex_wake(uint32_t *word);
 
 #endif
+
+#ifndef CCHORUS_SHM_CMA
+#define CCHORUS_SHM_CMA
+#include <stddef.h>
+#include <sys/types.h>
+// Copies `length` bytes at `remote` in process `pid` to `local` (process_vm_readv). Returns 0
+// or -errno; retries short reads.
+int chorus_cma_read(pid_t pid, void *local, uint64_t remote, size_t length);
+// Lets any process of this user read this one's memory when Yama restricts ptrace to
+// descendants (prctl PR_SET_PTRACER_ANY). Returns 0 or -errno.
+int chorus_allow_peer_reads(void);
+#endif
