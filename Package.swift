@@ -40,7 +40,7 @@ let package = Package(
 
         .target(name: "ChorusTransport", dependencies: ["ChorusCore"], exclude: ["README.md"]),
         .target(name: "CChorusSHM"),
-        .target(name: "ChorusTransportSHM", dependencies: ["ChorusCore", "ChorusTransport", "CChorusSHM"], exclude: ["README.md"]),
+        .target(name: "ChorusTransportSHM", dependencies: ["ChorusCore", "ChorusTransport", "CChorusSHM", "CChorusKernels"], exclude: ["README.md"]),
 
         // MARK: - Layer 2: algorithms
         .target(

@@ -460,3 +460,45 @@ const char *CChorusKernels_implementation(void) {
     ensure_ready();
     return dispatch.name;
 }
+
+// MARK: - Streaming copy
+
+#define STREAMING_THRESHOLD (64u << 10)
+
+#if CHORUS_X86
+AVX2_ATTR static void copy_streaming_avx2(void *dst, const void *src, size_t count) {
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+    size_t head = (32 - ((uintptr_t)d & 31)) & 31;
+    memcpy(d, s, head);
+    d += head; s += head; count -= head;
+    size_t i = 0;
+    for (; i + 128 <= count; i += 128) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 32));
+        __m256i c = _mm256_loadu_si256((const __m256i *)(s + i + 64));
+        __m256i e = _mm256_loadu_si256((const __m256i *)(s + i + 96));
+        _mm256_stream_si256((__m256i *)(d + i), a);
+        _mm256_stream_si256((__m256i *)(d + i + 32), b);
+        _mm256_stream_si256((__m256i *)(d + i + 64), c);
+        _mm256_stream_si256((__m256i *)(d + i + 96), e);
+    }
+    _mm_sfence();
+    memcpy(d + i, s + i, count - i);
+}
+#endif
+
+void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count) {
+#if CHORUS_X86
+    static int avx2 = -1;
+    if (avx2 < 0) {
+        __builtin_cpu_init();
+        avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    if (count >= STREAMING_THRESHOLD && avx2) {
+        copy_streaming_avx2(dst, src, count);
+        return;
+    }
+#endif
+    memcpy(dst, src, count);
+}

@@ -229,7 +229,7 @@ public final class Executor {
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
                     let from = pointer(j, c, a), to = pointer(j, c, b)
-                    if from != to { to.copyMemory(from: from, byteCount: c.segmentLength[a]) }
+                    if from != to { ReductionKernels.copy(to: to, from: from, count: c.segmentLength[a]) }
                 }
                 complete(j, x)
             case .reduce:
@@ -306,7 +306,7 @@ public final class Executor {
                         if op.reducing {
                             ReductionKernels.reduce(e.reduceOp, c.dataType, count: length / es, a: pointer(j, c, operand.lowerBound + n), b: base + offset, into: into)
                         } else {
-                            into.copyMemory(from: base + offset, byteCount: length)
+                            ReductionKernels.copy(to: into, from: base + offset, count: length)
                         }
                     }
                     offset += length

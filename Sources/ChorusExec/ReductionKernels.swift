@@ -23,6 +23,13 @@ public enum ReductionKernels {
     }
 
     /// The instruction set the kernels run with on this CPU (`avx512fp16`, `avx512`, `avx2`, `scalar`).
+    /// Copies `count` bytes to a destination that will not be read again soon (non-temporal
+    /// stores for large copies). The ranges must not overlap.
+    @inlinable
+    public static func copy(to destination: UnsafeMutableRawPointer, from source: UnsafeRawPointer, count: Int) {
+        CChorusKernels_copy_streaming(destination, source, count)
+    }
+
     public static var implementation: String { String(cString: CChorusKernels_implementation()) }
 
     /// Whether this CPU can run an implementation (`scalar`, `avx2`, `avx512`, `avx512fp16`).

@@ -1,3 +1,4 @@
+import CChorusKernels
 import CChorusSHM
 import ChorusCore
 import ChorusTransport
@@ -104,6 +105,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// Messages at least this long are read by the receiver straight from the sender's buffer
     /// (`process_vm_readv`, one copy) when both ends allow it; shorter ones go through the ring.
     public static let directThreshold = 128 << 10
+    /// Messages at least this long are copied out of the rings with non-temporal stores.
+    static let streamingMessage = 1 << 20
     private var incoming: [Incoming?]
     private var posted: [Key: [TransportRequest]] = [:]
     private var unexpected: [Key: [Unexpected]] = [:]
@@ -184,7 +187,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             if m.total == request.length && m.total > 0 { try readDirect(from: peer, address: remote.address, into: request.pointer, length: m.total) }
             acknowledge(peer, seq: remote.seq)
         } else if m.total == request.length && m.total > 0 {
-            request.pointer.copyMemory(from: m.buffer!, byteCount: m.total)
+            CChorusKernels_copy_streaming(request.pointer, m.buffer!, m.total)
         }
         ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.total))
     }
@@ -362,7 +365,14 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let data = record + Ring.headerBytes
             switch m.target {
             case .request(let r):
-                if payload > 0 { (r.pointer + m.received).copyMemory(from: data, byteCount: payload) }
+                if payload > 0 {
+                    // Into the caller's buffer: large messages bypass the cache (see CChorusKernels_copy_streaming).
+                    if m.total >= Self.streamingMessage {
+                        CChorusKernels_copy_streaming(r.pointer + m.received, data, payload)
+                    } else {
+                        (r.pointer + m.received).copyMemory(from: data, byteCount: payload)
+                    }
+                }
             case .unexpected(let u):
                 if payload > 0 { (u.buffer! + m.received).copyMemory(from: data, byteCount: payload) }
                 u.received += payload

@@ -86,6 +86,13 @@ import Testing
         #expect(rows.count == 5 * 5)   // sizes 4, 64, 1K, 16K, 256K for each collective
     }
 
+    @Test func largeMessagesThroughTheRingsAreChecked() throws {
+        // Several fragments per message, streaming copies out of the rings and in the executor.
+        let r = try runChorus(["bench", "--ranks", "3", "--collective", "all", "-b", "3M", "-e", "3M", "-n", "1", "-w", "0"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+    }
+
     @Test func directReadsAreCheckedToo() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--collective", "all", "-b", "1M", "-e", "1M", "-n", "2", "-w", "1", "-d", "bfloat16"],
                               environment: ["CHORUS_SHM_DIRECT": "1"])

@@ -22,6 +22,13 @@ enum CChorusKernels_Op {
 /// nearest-even; min and max return NaN when either operand is NaN; integers wrap.
 void CChorusKernels_reduce(int op, int type, void *dst, const void *a, const void *b, size_t count);
 
+/// Copies `count` bytes into memory that will not be read again soon (a collective's output):
+/// large copies use non-temporal stores where the CPU has them, so writing the destination
+/// does not first read it into the cache (a plain copy of a buffer larger than the cache
+/// moves three bytes for every two). Small copies are plain `memcpy`. The ranges must not
+/// overlap.
+void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count);
+
 /// `buffer[i] /= divisor` (the end of avg; integers truncate toward zero).
 void CChorusKernels_divide(int type, void *buffer, size_t count, int64_t divisor);
 
