@@ -48,13 +48,13 @@ public struct Execution {
 /// and then sleeps; transports do not spin when ranks outnumber cores.
 public final class Executor {
     public let transport: Transport
-    private var regions: [UnsafeMutableRawPointer: TransportRegion] = [:]
-    private var scratch: UnsafeMutableRawBufferPointer?
-    private var scratchRegion: TransportRegion?
-    private var stagingBuffers: [(memory: UnsafeMutableRawBufferPointer, region: TransportRegion)] = []
-    private var freeStaging: [Int] = []
-    private var completions: [TransportCompletion] = []
-    private var pending: [Int] = []
+    @exclusivity(unchecked) private var regions: [UnsafeMutableRawPointer: TransportRegion] = [:]
+    @exclusivity(unchecked) private var scratch: UnsafeMutableRawBufferPointer?
+    @exclusivity(unchecked) private var scratchRegion: TransportRegion?
+    @exclusivity(unchecked) private var stagingBuffers: [(memory: UnsafeMutableRawBufferPointer, region: TransportRegion)] = []
+    @exclusivity(unchecked) private var freeStaging: [Int] = []
+    @exclusivity(unchecked) private var completions: [TransportCompletion] = []
+    @exclusivity(unchecked) private var pending: [Int] = []
 
     public init(transport: Transport) {
         self.transport = transport
@@ -376,7 +376,7 @@ public final class Executor {
         }
     }
 
-    private var zero: (UnsafeMutableRawBufferPointer, TransportRegion)?
+    @exclusivity(unchecked) private var zero: (UnsafeMutableRawBufferPointer, TransportRegion)?
 
     /// A registered placeholder for zero-byte messages.
     private func zeroRegion() throws -> TransportRegion {

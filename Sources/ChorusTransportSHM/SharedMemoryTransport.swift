@@ -97,23 +97,24 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var stream: UInt64
     }
 
-    private var outgoing: [[Outgoing]]
-    private var outgoingHead: [Int]
+    @exclusivity(unchecked) private var outgoing: [[Outgoing]]
+    @exclusivity(unchecked) private var outgoingHead: [Int]
     /// Direct-read sends waiting for the receiver's acknowledgement, per peer.
-    private var awaiting: [[(request: TransportRequest, seq: UInt64)]]
-    private var nextSeq: [UInt64]
+    @exclusivity(unchecked) private var awaiting: [[(request: TransportRequest, seq: UInt64)]]
+    @exclusivity(unchecked) private var nextSeq: [UInt64]
     /// Messages at least this long are read by the receiver straight from the sender's buffer
     /// (`process_vm_readv`, one copy) when both ends allow it; shorter ones go through the ring.
     public static let directThreshold = 128 << 10
     /// Messages at least this long are copied out of the rings with non-temporal stores.
     static let streamingMessage = 1 << 20
-    private var incoming: [Incoming?]
-    private var posted: [Key: [TransportRequest]] = [:]
-    private var unexpected: [Key: [Unexpected]] = [:]
-    private var ready: [TransportCompletion] = []
-    private var doorbellSeen: UInt32 = 0
-    private var lastLivenessCheck = ContinuousClock.now
-    private var peerFailure: TransportError?
+    @exclusivity(unchecked) private var incoming: [Incoming?]
+    @exclusivity(unchecked) private var posted: [Key: [TransportRequest]] = [:]
+    @exclusivity(unchecked) private var unexpected: [Key: [Unexpected]] = [:]
+    @exclusivity(unchecked) private var ready: [TransportCompletion] = []
+    @exclusivity(unchecked) private var doorbellSeen: UInt32 = 0
+    @exclusivity(unchecked) private var lastLivenessCheck = ContinuousClock.now
+    @exclusivity(unchecked) private var peerFailure: TransportError?
+    @exclusivity(unchecked) private var peerFailed = false
 
     // Set from any thread by `abort`.
     private let localAbort = Mutex<TransportError?>(nil)
@@ -222,7 +223,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         if !ready.isEmpty {
             completions.append(contentsOf: ready)
             ready.removeAll(keepingCapacity: true)
-        } else if let failure = peerFailure {
+        } else if peerFailed, let failure = peerFailure {
             throw failure
         }
     }
@@ -442,6 +443,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             if now - lastLivenessCheck >= .milliseconds(100) {
                 lastLivenessCheck = now
                 if let dead = deadPeerWaitedFor() {
+                    peerFailed = true
                     peerFailure = TransportError(.receive, peer: dead, "rank \(dead) (pid \(pids[dead])) is gone: its process exited while rank \(rank) was exchanging data with it")
                     return
                 }
