@@ -77,7 +77,7 @@ import Testing
 /// `chorus bench` over shared memory: every collective checked, the output formats, the flags.
 @Suite(.serialized) struct BenchCommandTests {
     @Test func everyCollectiveIsCheckedAcrossASweep() throws {
-        let r = try runChorus(["bench", "--ranks", "3", "--collective", "all", "-b", "4", "-e", "1M", "-f", "16", "-n", "2", "-w", "1"])
+        let r = try runChorus(["bench", "--ranks", "3", "--collective", "all", "--check", "-b", "4", "-e", "1M", "-f", "16", "-n", "2", "-w", "1"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
         #expect(r.stdout.contains("# Avg bus bandwidth"))

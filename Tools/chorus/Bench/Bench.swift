@@ -40,6 +40,8 @@ struct BenchCommand: ParsableCommand {
     var warmup: Int = 5
     @Option(name: .customShort("c"), help: "Check results (1) or not (0).")
     var check: Int = 1
+    @Flag(name: .customLong("check"), help: "Check results (the same as -c 1).")
+    var checkFlag = false
     @Option(name: .customShort("d"), help: "Data type: float, double, half, bfloat16, int8, uint8, int32, uint32, int64, uint64, or all.")
     var dataType: String = "float"
     @Option(name: .customShort("o"), help: "Reduction: sum, prod, min, max, avg, or all.")
@@ -69,6 +71,7 @@ struct BenchCommand: ParsableCommand {
         guard iterations >= 1 else { throw ValidationError("-n \(iterations): at least one timed iteration") }
         guard warmup >= 0 else { throw ValidationError("-w \(warmup): warm-up iterations cannot be negative") }
         guard check == 0 || check == 1 else { throw ValidationError("-c \(check): expected 0 or 1") }
+        if checkFlag { check = 1 }
         guard !(json && csv) else { throw ValidationError("--json and --csv: choose one") }
         if let ranks { guard (1...1024).contains(ranks) else { throw ValidationError("--ranks \(ranks): expected 1 to 1024") } }
         _ = try collectives()
