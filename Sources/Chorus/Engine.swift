@@ -31,14 +31,14 @@ final class Engine: @unchecked Sendable {
     /// by the thread whose ticket is being served.
     private var auxiliary: UnsafeMutableRawBufferPointer?
 
-    private struct State {
-        var nextTicket: UInt64 = 0
-        var serving: UInt64 = 0
-        var poison: ChorusError?
-        var closed = false
-    }
-
-    private let state = Mutex(State())
+    // Turns: tickets are handed out and served in order. Lock-free: a call on an idle engine
+    // takes and returns its turn with two atomic increments.
+    private let nextTicket = Atomic<UInt64>(0)
+    private let serving = Atomic<UInt64>(0)
+    /// Threads sleeping on `turnSignal` (the finisher broadcasts only when there are some).
+    private let turnWaiters = Atomic<Int>(0)
+    private let poisoned = Atomic<Bool>(false)
+    private let poisonState = Mutex<ChorusError?>(nil)
     private let turnSignal = ConditionSignal()
     private let progress = Mutex<ProgressThread?>(nil)
 
@@ -58,10 +58,7 @@ final class Engine: @unchecked Sendable {
     // MARK: Turns
 
     func takeTicket() -> UInt64 {
-        state.withLock { s in
-            defer { s.nextTicket += 1 }
-            return s.nextTicket
-        }
+        nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     /// Waits until `ticket` is served. Spins briefly, then sleeps in short timed waits.
@@ -69,36 +66,30 @@ final class Engine: @unchecked Sendable {
     private func awaitTurn(_ ticket: UInt64) throws(ChorusError) {
         var spins = 0
         while true {
-            let (serving, poison) = state.withLock { ($0.serving, $0.poison) }
-            if let poison {
-                finishTurnIfServing(ticket)
-                throw poison
+            if serving.load(ordering: .acquiring) == ticket {
+                if poisoned.load(ordering: .acquiring), let p = poison {
+                    finishTurn(ticket)
+                    throw p
+                }
+                return
             }
-            if serving == ticket { return }
+            if poisoned.load(ordering: .acquiring), let p = poison {
+                throw p
+            }
             spins += 1
             if spins < 200 {
                 sched_yield()
             } else {
-                turnSignal.wait(timeout: .milliseconds(5))
+                turnWaiters.add(1, ordering: .sequentiallyConsistent)
+                turnSignal.wait(timeout: .milliseconds(5)) { self.serving.load(ordering: .sequentiallyConsistent) == ticket }
+                turnWaiters.subtract(1, ordering: .sequentiallyConsistent)
             }
         }
     }
 
-    private func finishTurnIfServing(_ ticket: UInt64) {
-        let advanced = state.withLock { s -> Bool in
-            guard s.serving == ticket else { return false }
-            s.serving += 1
-            return true
-        }
-        if advanced { turnSignal.broadcast() }
-    }
-
     private func finishTurn(_ ticket: UInt64) {
-        state.withLock { s in
-            precondition(s.serving == ticket, "engine: turn finished out of order")
-            s.serving += 1
-        }
-        turnSignal.broadcast()
+        serving.store(ticket + 1, ordering: .sequentiallyConsistent)
+        if turnWaiters.load(ordering: .sequentiallyConsistent) > 0 { turnSignal.broadcast() }
     }
 
     /// Runs `body` when `ticket` is served, on this thread.
@@ -130,18 +121,22 @@ final class Engine: @unchecked Sendable {
 
     // MARK: Poison and abort
 
-    var poison: ChorusError? { state.withLock { $0.poison } }
+    var poison: ChorusError? {
+        guard poisoned.load(ordering: .acquiring) else { return nil }
+        return poisonState.withLock { $0 }
+    }
 
     /// Records `error` as the reason nothing more can run (the first one wins) and aborts the
     /// transport so peers learn of it. Returns the error that is now in force.
     @discardableResult
     func poison(_ error: ChorusError) -> ChorusError {
-        let (winner, first) = state.withLock { s -> (ChorusError, Bool) in
-            if let p = s.poison { return (p, false) }
-            s.poison = error
+        let (winner, first) = poisonState.withLock { p -> (ChorusError, Bool) in
+            if let p { return (p, false) }
+            p = error
             return (error, true)
         }
         if first {
+            poisoned.store(true, ordering: .releasing)
             log(.warn, "\(error)")
             let kind: TransportError.Kind
             if case .mismatch = error { kind = .protocolViolation } else { kind = .closed }
@@ -160,12 +155,11 @@ final class Engine: @unchecked Sendable {
     /// running here (so an idle rank learns that a peer failed).
     func asyncError() -> ChorusError? {
         if let p = poison { return p }
-        let ticket: UInt64? = state.withLock { s in
-            guard s.serving == s.nextTicket else { return nil }   // a call is running; it will see any error
-            s.nextTicket += 1
-            return s.serving
+        // Take a turn only if no call holds or awaits one.
+        let ticket = serving.load(ordering: .acquiring)
+        guard nextTicket.compareExchange(expected: ticket, desired: ticket + 1, ordering: .acquiringAndReleasing).exchanged else {
+            return nil   // a call is running; it will see any error
         }
-        guard let ticket else { return nil }
         var stray: [TransportCompletion] = []
         do {
             try transport.progress(&stray)
@@ -177,8 +171,6 @@ final class Engine: @unchecked Sendable {
         return nil
     }
 
-    func markClosed() { state.withLock { $0.closed = true } }
-
     // MARK: Running
 
     /// Runs `executions` (one call, or a group's calls on this engine) on this thread, which
@@ -186,7 +178,9 @@ final class Engine: @unchecked Sendable {
     func run(_ executions: [Execution]) throws(ChorusError) {
         if let p = poison { throw p }
         do {
-            try executor.run(executions, timeout: configuration.timeout) { [self] in poison.map { "\($0)" } }
+            try executor.run(executions, timeout: configuration.timeout) { [self] in
+                poisoned.load(ordering: .acquiring) ? poison.map { "\($0)" } : nil
+            }
         } catch {
             // An abort here (or a peer's) explains whatever the executor saw.
             if let p = poison { throw p }

@@ -116,9 +116,18 @@ public final class Executor {
     ///   - isAborted: checked whenever the executor would wait; a non-nil reason stops the run.
     /// - Throws: `ExecutionError`.
     public func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?) throws {
+        // Input, output and scratch of one execution (fields, not arrays: no allocation per call).
         struct Bound {
-            var base: [UnsafeMutableRawPointer?] = [nil, nil, nil]   // input, output, scratch
-            var region: [TransportRegion?] = [nil, nil, nil]
+            var base: (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) = (nil, nil, nil)
+            var region: (TransportRegion?, TransportRegion?, TransportRegion?) = (nil, nil, nil)
+
+            func base(_ kind: BufferKind) -> UnsafeMutableRawPointer? {
+                kind == .input ? base.0 : (kind == .output ? base.1 : base.2)
+            }
+
+            func region(_ kind: BufferKind) -> TransportRegion? {
+                kind == .input ? region.0 : (kind == .output ? region.1 : region.2)
+            }
         }
         var bound: [Bound] = []
         var total = 0
@@ -126,12 +135,12 @@ public final class Executor {
             let c = e.compiled
             var b = Bound()
             if c.inputBytes > 0, let input = e.input {
-                b.base[0] = input
-                b.region[0] = try region(for: input, length: c.inputBytes)
+                b.base.0 = input
+                b.region.0 = try region(for: input, length: c.inputBytes)
             }
             if c.outputBytes > 0, let output = e.output {
-                b.base[1] = output
-                b.region[1] = try region(for: output, length: c.outputBytes)
+                b.base.1 = output
+                b.region.1 = try region(for: output, length: c.outputBytes)
             }
             bound.append(b)
             total += c.instanceCount
@@ -142,8 +151,8 @@ public final class Executor {
             let (base, region) = try scratchMemory(scratchNeed)
             var offset = 0
             for (j, e) in executions.enumerated() where e.compiled.scratchBytes > 0 {
-                bound[j].base[2] = base + offset
-                bound[j].region[2] = TransportRegion(base: base + offset, length: e.compiled.scratchBytes, key: region.key)
+                bound[j].base.2 = base + offset
+                bound[j].region.2 = TransportRegion(base: base + offset, length: e.compiled.scratchBytes, key: region.key)
                 offset += (e.compiled.scratchBytes + 63) / 64 * 64
             }
         }
@@ -185,17 +194,15 @@ public final class Executor {
 
         func pointer(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> UnsafeMutableRawPointer {
             let kind = c.segmentBuffer[segment]
-            let index = kind == .input ? 0 : (kind == .output ? 1 : 2)
-            guard let base = bound[j].base[index] else {
+            guard let base = bound[j].base(kind) else {
                 preconditionFailure("executor: the \(kind) buffer is missing for a plan that uses it")
             }
             return base + c.segmentOffset[segment]
         }
         func regionAndOffset(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> (TransportRegion, Int) {
             let kind = c.segmentBuffer[segment]
-            let index = kind == .input ? 0 : (kind == .output ? 1 : 2)
-            let region = bound[j].region[index]!
-            return (region, (bound[j].base[index]! - region.base) + c.segmentOffset[segment])
+            let region = bound[j].region(kind)!
+            return (region, (bound[j].base(kind)! - region.base) + c.segmentOffset[segment])
         }
         func ready(_ c: CompiledPlan, _ x: Int) -> Bool {
             let s = c.state
@@ -370,7 +377,7 @@ public final class Executor {
         for (j, e) in executions.enumerated() where e.reduceOp == .avg {
             let c = e.compiled
             let schedule = c.plan.schedule
-            guard schedule.collective.reduces, let output = bound[j].base[1] else { continue }
+            guard schedule.collective.reduces, let output = bound[j].base.1 else { continue }
             if schedule.collective == .reduce && c.rank != schedule.root { continue }
             ReductionKernels.divide(c.dataType, count: c.outputBytes / c.dataType.size, buffer: output, by: schedule.ranks)
         }

@@ -345,9 +345,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 // Free the ring before the (possibly long) read, so the sender can go on.
                 ring.tail.pointee.store(tail, ordering: .releasing)
                 let key = Key(peer: peer, stream: stream)
-                if var queue = posted[key], !queue.isEmpty {
-                    let r = queue.removeFirst()
-                    posted[key] = queue.isEmpty ? nil : queue
+                if let r = posted[key]?.first {
+                    posted[key]!.removeFirst()
                     try deliver(Unexpected(tag: tag, total: total, address: address, seq: seq), to: r, from: peer)
                 } else {
                     unexpected[key, default: []].append(Unexpected(tag: tag, total: total, address: address, seq: seq))
@@ -396,9 +395,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     private func start(peer: Int, stream: UInt64, tag: UInt64, total: Int) -> Incoming {
         let key = Key(peer: peer, stream: stream)
-        if var queue = posted[key], !queue.isEmpty {
-            let r = queue.removeFirst()
-            posted[key] = queue.isEmpty ? nil : queue
+        // Queues stay in the table once made (a collective reuses its streams call after
+        // call), and are changed in place, never copied out.
+        if let r = posted[key]?.first {
+            posted[key]!.removeFirst()
             return Incoming(target: r.length == total ? .request(r) : .mismatched(r), total: total, tag: tag, received: 0)
         }
         let u = Unexpected(tag: tag, total: total)
@@ -458,7 +458,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var involved = Set<Int>()
         for (peer, m) in incoming.enumerated() where m != nil { involved.insert(peer) }
         for peer in 0..<size where outgoingHead[peer] < outgoing[peer].count || !awaiting[peer].isEmpty { involved.insert(peer) }
-        for key in posted.keys { involved.insert(key.peer) }
+        for (key, queue) in posted where !queue.isEmpty { involved.insert(key.peer) }
         for peer in involved.sorted() where kill(pids[peer], 0) != 0 && errno == ESRCH { return peer }
         return nil
     }
