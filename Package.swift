@@ -40,6 +40,7 @@ let package = Package(
 
         .target(name: "ChorusTransport", dependencies: ["ChorusCore"], exclude: ["README.md"]),
         .target(name: "CChorusSHM"),
+        .target(name: "ChorusTransportTCP", dependencies: ["ChorusCore", "ChorusTransport"], exclude: ["README.md"]),
         .target(name: "ChorusTransportSHM", dependencies: ["ChorusCore", "ChorusTransport", "CChorusSHM", "CChorusKernels"], exclude: ["README.md"]),
 
         // MARK: - Layer 2: algorithms
@@ -66,7 +67,7 @@ let package = Package(
         .target(
             name: "Chorus",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
-                           "ChorusExec", "ChorusTransport", "ChorusTransportSHM"],
+                           "ChorusExec", "ChorusTransport", "ChorusTransportSHM", "ChorusTransportTCP"],
             exclude: ["README.md"]
         ),
 

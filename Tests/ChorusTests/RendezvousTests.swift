@@ -80,11 +80,11 @@ func join(ranks: [Int], size: Int, port: Int, tokens: [Int: String] = [:], timeo
 
     @Test func aNamedTransportThatIsNotAvailableIsAnError() throws {
         var configuration = ChorusConfiguration(timeout: .seconds(5))
-        configuration.transport = "tcp"
+        configuration.transport = "verbs"
         let error = #expect(throws: ChorusError.self) {
             _ = try Communicator(rank: 0, size: 1, rendezvous: "127.0.0.1:0", jobToken: "t", configuration: configuration)
         }
-        #expect("\(error!)".contains("CHORUS_TRANSPORT=tcp"))
+        #expect("\(error!)".contains("CHORUS_TRANSPORT=verbs"))
     }
 
     @Test func aStoreSpeakingToAStrangerDropsIt() throws {

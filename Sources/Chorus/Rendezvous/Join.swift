@@ -1,6 +1,7 @@
 import ChorusCore
 import ChorusTransport
 import ChorusTransportSHM
+import ChorusTransportTCP
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -163,6 +164,21 @@ extension Communicator {
             own.unlink()
             segment = nil
             transport = mapped!
+        case .tcp:
+            let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
+            let listening: (listener: StreamSocket, address: String)
+            do { listening = try TCPTransport.listen(host: host) } catch {
+                throw .transport("rank \(rank) cannot listen for peers on \(host): \(error)")
+            }
+            try client.set("tcp/\(rank)", Array(listening.address.utf8))
+            let addresses = try client.gather("tcp").map(\.utf8String)
+            do {
+                transport = try TCPTransport(rank: rank, size: size, job: client.nonce, listener: listening.listener,
+                                             addresses: addresses, deadline: deadline)
+            } catch {
+                throw .transport("rank \(rank): \(error)")
+            }
+            log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s)")
         }
         try client.done()
         self.init(engine: Engine(transport: transport, configuration: configuration), rank: rank, size: size,
@@ -178,7 +194,39 @@ extension Communicator {
                                 jobToken: launch.jobToken, configuration: configuration)
     }
 
-    enum TransportChoice { case inProcess, sharedMemory }
+    enum TransportChoice { case inProcess, sharedMemory, tcp }
+
+    /// The address of the interface `CHORUS_SOCKET_IFNAME` names (IPv4 first), or `nil` when unset.
+    static func interfaceAddress(_ name: String?) throws(ChorusError) -> String? {
+        guard let name else { return nil }
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0, let first = list else {
+            throw .configuration("CHORUS_SOCKET_IFNAME=\(name): cannot list this host's interfaces")
+        }
+        defer { freeifaddrs(first) }
+        var found: [(family: Int32, host: String)] = []
+        var names = Set<String>()
+        var p: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = p {
+            let ifName = String(cString: entry.pointee.ifa_name)
+            names.insert(ifName)
+            if ifName == name, let address = entry.pointee.ifa_addr {
+                let family = Int32(address.pointee.sa_family)
+                if family == AF_INET || family == AF_INET6 {
+                    var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                    let length = socklen_t(family == AF_INET ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size)
+                    if getnameinfo(address, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
+                        found.append((family, String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)))
+                    }
+                }
+            }
+            p = entry.pointee.ifa_next
+        }
+        guard let best = found.first(where: { $0.family == AF_INET }) ?? found.first else {
+            throw .configuration("CHORUS_SOCKET_IFNAME=\(name): no interface of that name with an address here (interfaces: \(names.sorted().joined(separator: ", ")))")
+        }
+        return best.host.split(separator: "%").first.map(String.init)
+    }
 
     /// The transport for this rank given where every rank runs. A transport named in
     /// `CHORUS_TRANSPORT` that cannot connect these ranks is an error saying why; `auto` takes
@@ -212,9 +260,13 @@ extension Communicator {
                 if rank == 0 { log(.info, "all \(size) ranks run on this host in separate processes: using shared memory") }
                 return .sharedMemory
             }
-            throw .unsupported("the ranks run on \(hostCount) hosts, and this build has no transport between hosts yet (TCP is planned); run every rank on one host")
+            if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts: using TCP between every pair (no RDMA transport in this build)") }
+            return .tcp
+        case "tcp":
+            if rank == 0 { log(.info, "CHORUS_TRANSPORT=tcp: all \(size) ranks use TCP") }
+            return .tcp
         default:
-            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto, shm or inproc")
+            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto, tcp, shm or inproc")
         }
     }
 }

@@ -120,6 +120,9 @@ final class RendezvousClient {
         }
     }
 
+    /// The host address this rank reaches the store from (the interface other ranks can reach it on).
+    var localHost: String { socket.localHost }
+
     func done() throws(ChorusError) {
         _ = try request(.done, [])
     }

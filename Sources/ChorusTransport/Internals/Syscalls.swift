@@ -153,6 +153,14 @@ package final class StreamSocket: @unchecked Sendable {
         throw lastError ?? TransportError(.connect, "cannot listen on \(host ?? "*"):\(port)")
     }
 
+    /// The local address's host (the interface this socket uses).
+    package var localHost: String {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return SocketAddress(storage: storage, length: len).host
+    }
+
     /// The local port (after listening on port 0).
     package var localPort: Int {
         var storage = sockaddr_storage()

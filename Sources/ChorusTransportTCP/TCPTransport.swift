@@ -1,0 +1,426 @@
+import ChorusCore
+import ChorusTransport
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Ranks on different hosts (or any ranks, with `CHORUS_TRANSPORT=tcp`) exchanging messages
+/// over TCP: one connection per pair of ranks.
+///
+/// ## Protocol
+/// A frame is a 32-byte header (kind, stream, tag, payload length; little-endian) and the
+/// payload. Kind 1 carries a message; kind 2 an abort, whose payload is the reason. Messages
+/// of one (peer, stream) match posted receives first-in first-out; a message with no receive
+/// posted yet is kept in memory until one is. Sockets are non-blocking, `TCP_NODELAY`, and
+/// send with `MSG_NOSIGNAL` (a library in a Python process cannot rely on SIGPIPE being
+/// ignored). A payload is received straight into the receive's buffer; a send completes when
+/// the kernel has taken all its bytes.
+///
+/// ## Set-up
+/// `TCPTransport.listen` opens this rank's listener before rendezvous publishes its address;
+/// `connect` then has rank i connect to every rank j > i and accept every rank j < i, each
+/// connection opening with the job's nonce and the connecting rank (a stranger is dropped).
+///
+/// ## Waiting and failure
+/// `waitForActivity` is `poll` on every connection (and on a wake-up pipe `abort` writes to).
+/// A connection that closes or resets fails every pending request with an error naming the
+/// peer at once. `abort` from another thread wakes the driver, which sends the abort frames;
+/// with no call running, `abort` sends them itself.
+public final class TCPTransport: Transport, @unchecked Sendable {
+    public let kind = "tcp"
+    public let rank: Int
+    public let size: Int
+    private var sockets: [StreamSocket?]
+
+    private struct Key: Hashable {
+        var peer: Int
+        var stream: UInt64
+    }
+
+    private struct Outgoing {
+        var header: [UInt8]
+        var request: TransportRequest
+        var sent: Int
+        var total: Int { 32 + request.length }
+    }
+
+    private final class Unexpected {
+        let tag: UInt64
+        let length: Int
+        let buffer: UnsafeMutableRawBufferPointer
+        var received = 0
+        var claimant: TransportRequest?
+        init(tag: UInt64, length: Int) {
+            self.tag = tag
+            self.length = length
+            buffer = .allocate(byteCount: max(length, 1), alignment: 64)
+        }
+        deinit { buffer.deallocate() }
+    }
+
+    private enum Target {
+        case request(TransportRequest)
+        case unexpected(Unexpected, length: Int)
+        case mismatched(TransportRequest)
+        case abortReason
+    }
+
+    private struct Incoming {
+        var header = [UInt8](repeating: 0, count: 32)
+        var headerBytes = 0
+        var target: Target?
+        var stream: UInt64 = 0
+        var tag: UInt64 = 0
+        var length = 0
+        var received = 0
+        var reason: [UInt8] = []
+    }
+
+    @exclusivity(unchecked) private var outgoing: [[Outgoing]]
+    @exclusivity(unchecked) private var incoming: [Incoming]
+    @exclusivity(unchecked) private var posted: [Key: [TransportRequest]] = [:]
+    @exclusivity(unchecked) private var unexpected: [Key: [Unexpected]] = [:]
+    @exclusivity(unchecked) private var ready: [TransportCompletion] = []
+    @exclusivity(unchecked) private var failure: TransportError?
+    @exclusivity(unchecked) private var closedPeers = Set<Int>()
+
+    private let localAbort = Mutex<TransportError?>(nil)
+    private let aborted = Atomic<Bool>(false)
+    private let abortSent = Atomic<Bool>(false)
+    /// Set while a thread drives the transport (so `abort` leaves the sockets to it).
+    private let driving = Atomic<Bool>(false)
+    private var wakePipe: (Int32, Int32) = (-1, -1)
+
+    // MARK: Set-up
+
+    /// A listener on `host` (an interface address; any port), for `connect`.
+    package static func listen(host: String) throws -> (listener: StreamSocket, address: String) {
+        let l = try StreamSocket.listen(host: host, port: 0)
+        let shown = host.contains(":") ? "[\(host)]:\(l.localPort)" : "\(host):\(l.localPort)"
+        return (l, shown)
+    }
+
+    /// Connects the job: `addresses[r]` is rank r's listener (`host:port`).
+    package init(rank: Int, size: Int, job: UInt64, listener: StreamSocket, addresses: [String], deadline: ContinuousClock.Instant) throws {
+        self.rank = rank
+        self.size = size
+        sockets = Array(repeating: nil, count: size)
+        outgoing = Array(repeating: [], count: size)
+        incoming = Array(repeating: Incoming(), count: size)
+        var hello = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: job.littleEndian) { hello.replaceSubrange(0..<8, with: $0) }
+        withUnsafeBytes(of: UInt64(rank).littleEndian) { hello.replaceSubrange(8..<16, with: $0) }
+        for peer in (rank + 1)..<max(rank + 1, size) {
+            let (host, port) = try Self.split(addresses[peer], peer: peer)
+            var connected: StreamSocket?
+            var lastError: Error?
+            for candidate in try SocketAddress.resolve(host: host, port: port) {
+                do {
+                    connected = try StreamSocket.connect(to: candidate, timeout: max(.milliseconds(100), deadline - .now))
+                    break
+                } catch { lastError = error }
+            }
+            guard let s = connected else {
+                throw TransportError(.connect, peer: peer, "cannot connect to rank \(peer) at \(addresses[peer]): \(lastError.map { "\($0)" } ?? "no address"); is the interface reachable from here (CHORUS_SOCKET_IFNAME)?")
+            }
+            try s.sendAll(hello)
+            sockets[peer] = s
+        }
+        var pending = rank
+        while pending > 0 {
+            let remaining = deadline - .now
+            guard remaining > .zero, let s = try listener.accept(timeout: remaining) else {
+                let missing = (0..<rank).filter { sockets[$0] == nil }
+                throw TransportError(.connect, peer: missing.first, "ranks \(missing.map(String.init).joined(separator: ", ")) never connected to rank \(rank) at \(addresses[rank]); can they reach this address (CHORUS_SOCKET_IFNAME)?")
+            }
+            guard let bytes = try? s.receiveExactly(16, timeout: .seconds(5)) else { continue }
+            let nonce = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            let peer = Int(bytes[8..<16].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+            guard nonce == job, peer < rank, sockets[peer] == nil else { continue }   // a stranger or a duplicate
+            sockets[peer] = s
+            pending -= 1
+        }
+        for s in sockets.compactMap({ $0 }) { try s.setBlocking(false) }
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw Syscall.error(.connect, "pipe", "cannot make the wake-up pipe") }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakePipe = (fds[0], fds[1])
+    }
+
+    static func split(_ address: String, peer: Int) throws -> (String, Int) {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            throw TransportError(.protocolViolation, peer: peer, "rank \(peer) published '\(address)', which is not host:port")
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    deinit { close() }
+
+    // MARK: Transport
+
+    public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
+        TransportRegion(base: base, length: length)
+    }
+
+    public func deregister(_ region: TransportRegion) {}
+
+    private static func header(kind: UInt32, stream: UInt64, tag: UInt64, length: Int) -> [UInt8] {
+        var h = [UInt8](repeating: 0, count: 32)
+        h.withUnsafeMutableBytes { b in
+            b.storeBytes(of: kind.littleEndian, toByteOffset: 0, as: UInt32.self)
+            b.storeBytes(of: stream.littleEndian, toByteOffset: 8, as: UInt64.self)
+            b.storeBytes(of: tag.littleEndian, toByteOffset: 16, as: UInt64.self)
+            b.storeBytes(of: UInt64(length).littleEndian, toByteOffset: 24, as: UInt64.self)
+        }
+        return h
+    }
+
+    /// Whether this rank waits for, or still owes, a message to `peer`.
+    private func hasPending(with peer: Int) -> Bool {
+        if !outgoing[peer].isEmpty { return true }
+        return posted.contains { $0.key.peer == peer && !$0.value.isEmpty }
+    }
+
+    private func check(_ peer: Int) throws {
+        if closedPeers.contains(peer) {
+            throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
+        }
+        guard (0..<size).contains(peer), peer != rank, sockets[peer] != nil else {
+            throw TransportError(.protocolViolation, peer: peer, "tcp: rank \(rank) has no connection to rank \(peer)")
+        }
+        if let failure { throw failure }
+    }
+
+    public func postSend(_ request: TransportRequest) throws {
+        try check(request.peer)
+        outgoing[request.peer].append(Outgoing(header: Self.header(kind: 1, stream: request.stream, tag: request.tag, length: request.length),
+                                               request: request, sent: 0))
+        try flush(request.peer)
+    }
+
+    public func postReceive(_ request: TransportRequest) throws {
+        try check(request.peer)
+        let key = Key(peer: request.peer, stream: request.stream)
+        if let first = unexpected[key]?.first, first.claimant == nil {
+            if first.received == first.length {
+                deliver(first, to: request)
+                unexpected[key]!.removeFirst()
+            } else {
+                first.claimant = request
+            }
+            return
+        }
+        posted[key, default: []].append(request)
+    }
+
+    private func deliver(_ m: Unexpected, to request: TransportRequest) {
+        if m.length == request.length && m.length > 0 { request.pointer.copyMemory(from: m.buffer.baseAddress!, byteCount: m.length) }
+        ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.length))
+    }
+
+    public func progress(_ completions: inout [TransportCompletion]) throws {
+        driving.store(true, ordering: .sequentiallyConsistent)
+        defer { driving.store(false, ordering: .sequentiallyConsistent) }
+        if aborted.load(ordering: .acquiring) {
+            sendAbortFrames()
+            if let e = localAbort.withLock({ $0 }) { throw e }
+        }
+        if let failure { throw failure }
+        for peer in 0..<size where peer != rank {
+            if !outgoing[peer].isEmpty { try flush(peer) }
+            try receive(from: peer)
+        }
+        completions.append(contentsOf: ready)
+        ready.removeAll(keepingCapacity: true)
+    }
+
+    private func fail(_ peer: Int, _ message: String, code: Int32? = nil) -> TransportError {
+        let e = TransportError(.receive, peer: peer, syscall: code == nil ? nil : "recv/send", code: code, message)
+        if failure == nil { failure = e }
+        return e
+    }
+
+    /// Sends what the socket takes of the queued frames to `peer`.
+    private func flush(_ peer: Int) throws {
+        guard let s = sockets[peer] else { return }
+        while var o = outgoing[peer].first {
+            let total = o.total
+            while o.sent < total {
+                let n: Int
+                if o.sent < 32 {
+                    // Header and payload in one call.
+                    n = o.header.withUnsafeBytes { h -> Int in
+                        var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + o.sent), iov_len: 32 - o.sent)]
+                        if o.request.length > 0 { iov.append(iovec(iov_base: o.request.pointer, iov_len: o.request.length)) }
+                        return iov.withUnsafeMutableBufferPointer { v in
+                            var m = msghdr()
+                            m.msg_iov = v.baseAddress
+                            m.msg_iovlen = v.count
+                            return sendmsg(s.fd, &m, Int32(MSG_NOSIGNAL))
+                        }
+                    }
+                } else {
+                    n = send(s.fd, o.request.pointer + (o.sent - 32), total - o.sent, Int32(MSG_NOSIGNAL))
+                }
+                if n < 0 {
+                    if errno == EAGAIN || errno == EWOULDBLOCK { outgoing[peer][0] = o; return }
+                    if errno == EINTR { continue }
+                    throw fail(peer, "tcp: lost the connection to rank \(peer) while sending (\(String(cString: strerror(errno)))); it may have exited", code: errno)
+                }
+                o.sent += n
+            }
+            outgoing[peer].removeFirst()
+            ready.append(TransportCompletion(id: o.request.id, tag: o.request.tag, length: o.request.length))
+        }
+    }
+
+    /// Reads whatever `peer` has sent.
+    private func receive(from peer: Int) throws {
+        guard let s = sockets[peer] else { return }
+        while true {
+            var m = incoming[peer]
+            let n: Int
+            if m.headerBytes < 32 {
+                n = m.header.withUnsafeMutableBytes { recv(s.fd, $0.baseAddress! + m.headerBytes, 32 - m.headerBytes, 0) }
+            } else {
+                let want = m.length - m.received
+                switch m.target! {
+                case .request(let r):
+                    n = recv(s.fd, r.pointer + m.received, want, 0)
+                case .unexpected(let u, _):
+                    n = recv(s.fd, u.buffer.baseAddress! + m.received, want, 0)
+                case .mismatched, .abortReason:
+                    // Consumed and dropped (a mismatch), or kept as the abort's reason.
+                    var scratch = [UInt8](repeating: 0, count: min(want, 1 << 16))
+                    n = scratch.withUnsafeMutableBytes { recv(s.fd, $0.baseAddress!, $0.count, 0) }
+                    if n > 0, case .abortReason = m.target! { m.reason += scratch.prefix(n) }
+                }
+            }
+            if n == 0 {
+                // A peer that finished the job closes its end after its last message: that is an
+                // error only while this rank still expects something from it.
+                if m.headerBytes > 0 || hasPending(with: peer) {
+                    throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
+                }
+                sockets[peer] = nil
+                closedPeers.insert(peer)
+                return
+            }
+            if n < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK { incoming[peer] = m; return }
+                if errno == EINTR { continue }
+                throw fail(peer, "tcp: lost the connection to rank \(peer) (\(String(cString: strerror(errno)))); it may have exited", code: errno)
+            }
+            if m.headerBytes < 32 {
+                m.headerBytes += n
+                if m.headerBytes == 32 { try start(&m, peer: peer) }
+                if m.headerBytes == 32 && m.length == 0 { try finishOrAbort(&m, peer: peer) }
+            } else {
+                m.received += n
+                if case .unexpected(let u, _) = m.target! { u.received = m.received }
+                if m.received == m.length { try finishOrAbort(&m, peer: peer) }
+            }
+            incoming[peer] = m
+        }
+    }
+
+    private func start(_ m: inout Incoming, peer: Int) throws {
+        let kind = m.header.withUnsafeBytes { UInt32(littleEndian: $0.load(fromByteOffset: 0, as: UInt32.self)) }
+        m.stream = m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 8, as: UInt64.self)) }
+        m.tag = m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 16, as: UInt64.self)) }
+        m.length = Int(m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 24, as: UInt64.self)) })
+        m.received = 0
+        guard kind == 1 || kind == 2, m.length >= 0, m.length < 1 << 40 else {
+            throw fail(peer, "tcp: rank \(peer) sent a malformed frame (kind \(kind), length \(m.length)); is something else connected?")
+        }
+        if kind == 2 { m.target = .abortReason; m.reason = []; return }
+        let key = Key(peer: peer, stream: m.stream)
+        if let r = posted[key]?.first {
+            posted[key]!.removeFirst()
+            m.target = r.length == m.length ? .request(r) : .mismatched(r)
+        } else {
+            let u = Unexpected(tag: m.tag, length: m.length)
+            unexpected[key, default: []].append(u)
+            m.target = .unexpected(u, length: m.length)
+        }
+    }
+
+    private func finishOrAbort(_ m: inout Incoming, peer: Int) throws {
+        if case .abortReason = m.target! {
+            let e = TransportError(.aborted, peer: peer, String(decoding: m.reason, as: UTF8.self))
+            if failure == nil { failure = e }
+            throw e
+        }
+        finish(&m, peer: peer)
+    }
+
+    private func finish(_ m: inout Incoming, peer: Int) {
+        switch m.target! {
+        case .request(let r), .mismatched(let r):
+            ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.length))
+        case .unexpected(let u, _):
+            if let claimant = u.claimant {
+                deliver(u, to: claimant)
+                unexpected[Key(peer: peer, stream: m.stream)]?.removeFirst()
+            }
+        case .abortReason:
+            break
+        }
+        m = Incoming()
+    }
+
+    public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
+        var fds = [pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
+        for (peer, s) in sockets.enumerated() {
+            guard let s else { continue }
+            fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[peer].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+        }
+        let remaining = min(deadline - .now, .milliseconds(100))
+        guard remaining > .zero else { return }
+        let ms = Int32(max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+        _ = poll(&fds, nfds_t(fds.count), ms)
+        if fds[0].revents != 0 {
+            var drain = [UInt8](repeating: 0, count: 64)
+            _ = read(wakePipe.0, &drain, 64)
+        }
+    }
+
+    public func abort(_ error: TransportError) {
+        let first = localAbort.withLock { e -> Bool in
+            guard e == nil else { return false }
+            e = error
+            return true
+        }
+        guard first else { return }
+        aborted.store(true, ordering: .sequentiallyConsistent)
+        if !driving.load(ordering: .sequentiallyConsistent) { sendAbortFrames() }
+        var one: UInt8 = 1
+        _ = write(wakePipe.1, &one, 1)
+    }
+
+    /// Best effort: tell every peer why, once.
+    private func sendAbortFrames() {
+        guard !abortSent.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let reason = Array("rank \(rank) aborted: \(localAbort.withLock { $0?.message ?? "" })".utf8)
+        let frame = Self.header(kind: 2, stream: 0, tag: 0, length: reason.count) + reason
+        for s in sockets.compactMap({ $0 }) {
+            // Whole frames only: a peer mid-frame would misread it, so skip sockets with queued bytes.
+            _ = frame.withUnsafeBytes { send(s.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+        }
+    }
+
+    private var closed = false
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        sockets = Array(repeating: nil, count: size)
+        if wakePipe.0 >= 0 { Glibc.close(wakePipe.0); Glibc.close(wakePipe.1) }
+    }
+}
