@@ -91,6 +91,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     /// Set while a thread drives the transport (so `abort` leaves the sockets to it).
     private let driving = Atomic<Bool>(false)
     private var wakePipe: (Int32, Int32) = (-1, -1)
+    /// Whether waits may spin: only while this host's ranks can each have a core (an estimate:
+    /// the job's size against the cores; ranks on other hosts do not compete).
+    private let spins: Bool
 
     // MARK: Set-up
 
@@ -108,6 +111,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         sockets = Array(repeating: nil, count: size)
         outgoing = Array(repeating: [], count: size)
         incoming = Array(repeating: Incoming(), count: size)
+        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         var hello = [UInt8](repeating: 0, count: 16)
         withUnsafeBytes(of: job.littleEndian) { hello.replaceSubrange(0..<8, with: $0) }
         withUnsafeBytes(of: UInt64(rank).littleEndian) { hello.replaceSubrange(8..<16, with: $0) }
@@ -380,6 +384,14 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         for (peer, s) in sockets.enumerated() {
             guard let s else { continue }
             fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[peer].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+        }
+        // Poll without sleeping for a few microseconds first (a loopback or LAN reply is often
+        // that close, and sleeping in the kernel costs a wake-up), when ranks have cores to spare.
+        if spins {
+            let spinUntil = ContinuousClock.now + .microseconds(20)
+            while ContinuousClock.now < spinUntil {
+                if poll(&fds, nfds_t(fds.count), 0) > 0 { return }
+            }
         }
         let remaining = min(deadline - .now, .milliseconds(100))
         guard remaining > .zero else { return }
