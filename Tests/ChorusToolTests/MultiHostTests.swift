@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+
+/// The `ip` tool (iproute2), if installed.
+let ipTool: String? = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+let canMakeNamespaces: Bool = getuid() == 0 && ipTool != nil
+
+/// Hosts as network namespaces joined by a bridge (`Tools/netns-hosts.sh`): each rank runs in
+/// its host's namespace, so host identity differs and the job crosses hosts over TCP.
+/// Needs root; skipped (visibly) without it.
+@Suite(.serialized, .enabled(if: canMakeNamespaces, "needs root and iproute2 to create network namespaces"))
+struct MultiHostTests {
+    let script = repositoryRoot + "/Tools/netns-hosts.sh"
+
+    func hosts(_ k: Int, prefix: String, subnet: String, _ body: () throws -> Void) throws {
+        let env = ["CHORUS_NETNS_PREFIX": prefix, "CHORUS_NETNS_SUBNET": subnet]
+        #expect(try shell([script, "up", String(k)], environment: env) == 0)
+        defer { _ = try? shell([script, "down"], environment: env) }
+        try body()
+    }
+
+    @discardableResult
+    func shell(_ arguments: [String], environment: [String: String] = [:]) throws -> Int32 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: arguments[0])
+        p.arguments = Array(arguments.dropFirst())
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    @Test(arguments: [2, 4])
+    func benchChecksEveryCollectiveAcrossHosts(hostCount: Int) throws {
+        let prefix = "ch\(getpid() % 100000)x\(hostCount)"
+        let subnet = "10.213.\(Int(getpid()) % 200 + hostCount)"
+        try hosts(hostCount, prefix: prefix, subnet: subnet) {
+            let ranks = hostCount * 2
+            let port = 20000 + Int.random(in: 0..<20000)
+            var processes: [(Process, Pipe, Pipe)] = []
+            for r in 0..<ranks {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: ipTool!)
+                p.arguments = ["netns", "exec", "\(prefix)-h\(r / 2 + 1)", chorusExecutable, "bench", "--collective", "all",
+                               "-b", "4", "-e", "64K", "-f", "16", "-n", "2", "-w", "1"]
+                var env = ProcessInfo.processInfo.environment
+                env["RANK"] = String(r)
+                env["WORLD_SIZE"] = String(ranks)
+                env["LOCAL_RANK"] = String(r % 2)
+                env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
+                env["CHORUS_JOB_TOKEN"] = prefix
+                env["CHORUS_TIMEOUT"] = "60"
+                p.environment = env
+                let out = Pipe(), err = Pipe()
+                p.standardOutput = out
+                p.standardError = err
+                try p.run()
+                processes.append((p, out, err))
+            }
+            var outputs: [String] = []
+            for (p, out, err) in processes {
+                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                #expect(p.terminationStatus == 0, "\(errors)")
+                outputs.append(text)
+            }
+            // Rank 0 alone prints the table.
+            #expect(outputs[0].contains("\(ranks) rank(s), transport tcp"), "\(outputs[0])")
+            #expect(outputs[0].contains("# Out of bounds values : 0 OK"))
+            for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(outputs[0].contains("# collective: \(c)")) }
+            #expect(outputs.dropFirst().allSatisfy { $0.isEmpty })
+        }
+    }
+}
