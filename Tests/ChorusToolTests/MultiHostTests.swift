@@ -7,7 +7,9 @@ let ipTool: String? = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].fir
 let canMakeNamespaces: Bool = getuid() == 0 && ipTool != nil
 
 /// Hosts as network namespaces joined by a bridge (`Tools/netns-hosts.sh`): each rank runs in
-/// its host's namespace, so host identity differs and the job crosses hosts over TCP.
+/// its host's namespace, so host identity differs and the job crosses hosts over TCP. The
+/// 2-host job finds its store from torchrun-style `MASTER_ADDR`/`MASTER_PORT`, the 4-host job
+/// from `CHORUS_RENDEZVOUS`.
 /// Needs root; skipped (visibly) without it.
 @Suite(.serialized, .enabled(if: canMakeNamespaces, "needs root and iproute2 to create network namespaces"))
 struct MultiHostTests {
@@ -50,7 +52,13 @@ struct MultiHostTests {
                 env["RANK"] = String(r)
                 env["WORLD_SIZE"] = String(ranks)
                 env["LOCAL_RANK"] = String(r % 2)
-                env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
+                if hostCount == 2 {
+                    // torchrun-style variables, unchanged.
+                    env["MASTER_ADDR"] = "\(subnet).1"
+                    env["MASTER_PORT"] = String(port)
+                } else {
+                    env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
+                }
                 env["CHORUS_JOB_TOKEN"] = prefix
                 env["CHORUS_TIMEOUT"] = "60"
                 p.environment = env
