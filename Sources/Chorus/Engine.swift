@@ -136,11 +136,13 @@ final class Engine: @unchecked Sendable {
             return (error, true)
         }
         if first {
-            poisoned.store(true, ordering: .releasing)
-            log(.warn, "\(error)")
+            // Peers are told before the poison shows here: whoever sees this rank's calls fail
+            // can count on every peer having been told.
             let kind: TransportError.Kind
             if case .mismatch = error { kind = .protocolViolation } else { kind = .closed }
             transport.abort(TransportError(kind, "\(error)"))
+            poisoned.store(true, ordering: .releasing)
+            log(.warn, "\(error)")
             turnSignal.broadcast()
         }
         return winner
