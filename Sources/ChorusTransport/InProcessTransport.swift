@@ -189,19 +189,7 @@ public final class InProcessTransport: Transport {
             seen.store(now, ordering: .relaxed)
             return true
         }
-        // The clock is read only once the first spins found nothing.
-        var spinUntil: ContinuousClock.Instant?
-        var i = 0
-        while true {
-            if arrived() { return }
-            i += 1
-            if i & 63 == 0 {
-                let now = ContinuousClock.now
-                if spinUntil == nil { spinUntil = now + (fabric.spins ? Self.spinLimit : .zero) }
-                if now >= spinUntil! { break }
-                if !fabric.spins { sched_yield() }
-            }
-        }
+        if spinUntilArrival(spins: fabric.spins, limit: Self.spinLimit, arrived) { return }
         inbox.sleepers.add(1, ordering: .sequentiallyConsistent)
         defer { inbox.sleepers.subtract(1, ordering: .sequentiallyConsistent) }
         while ContinuousClock.now < deadline {

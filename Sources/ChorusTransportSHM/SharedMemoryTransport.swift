@@ -423,18 +423,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let own = segments[rank]
         let seen = doorbellSeen
         func arrived() -> Bool { own.doorbell.pointee.load(ordering: .sequentiallyConsistent) != seen }
-        var spinUntil: ContinuousClock.Instant?
-        var i = 0
-        while true {
-            if arrived() { return }
-            i += 1
-            if i & 63 == 0 {
-                let now = ContinuousClock.now
-                if spinUntil == nil { spinUntil = now + (spins ? .microseconds(50) : .zero) }
-                if now >= spinUntil! { break }
-                if !spins { sched_yield() }
-            }
-        }
+        if spinUntilArrival(spins: spins, arrived) { return }
         own.sleepers.pointee.add(1, ordering: .sequentiallyConsistent)
         defer { own.sleepers.pointee.subtract(1, ordering: .sequentiallyConsistent) }
         while !arrived() {

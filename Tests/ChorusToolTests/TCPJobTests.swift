@@ -37,34 +37,10 @@ import Testing
     }
 
     @Test func aKilledRankIsNamedByTheOthers() throws {
-        let port = 20000 + Int.random(in: 0..<20000)
-        func start(_ rank: Int) throws -> (Process, Pipe) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: chorusExecutable)
-            p.arguments = ["hello", "--check", "--iterations", "100000"]
-            var env = ProcessInfo.processInfo.environment
-            env["RANK"] = String(rank)
-            env["WORLD_SIZE"] = "3"
-            env["CHORUS_RENDEZVOUS"] = "127.0.0.1:\(port)"
-            env["CHORUS_JOB_TOKEN"] = "tcp-kill-test"
-            env["CHORUS_TRANSPORT"] = "tcp"
-            env["CHORUS_TIMEOUT"] = "120"
-            p.environment = env
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
-            try p.run()
-            return (p, err)
+        let (_, survivors) = try killRankOneMidCollective(environment: ["CHORUS_TRANSPORT": "tcp"])
+        for (status, text) in survivors {
+            #expect(status == 1)
+            #expect(text.contains("rank 1"), "\(text)")
         }
-        let ranks = try (0..<3).map(start)
-        Thread.sleep(forTimeInterval: 1.5)
-        kill(ranks[1].0.processIdentifier, SIGKILL)
-        for r in [0, 2] {
-            let text = String(decoding: ranks[r].1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            ranks[r].0.waitUntilExit()
-            #expect(ranks[r].0.terminationStatus == 1)
-            #expect(text.contains("rank 1"), "rank \(r): \(text)")
-        }
-        ranks[1].0.waitUntilExit()
     }
 }

@@ -38,3 +38,40 @@ func runChorus(_ arguments: [String], environment: [String: String] = [:]) throw
                       stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// Starts a 3-rank `chorus hello --check` job as separate processes (no launcher, so nothing
+/// stops the survivors), kills rank 1 once the job runs, and returns the survivors' exit
+/// statuses and standard error, with the killed rank's pid.
+func killRankOneMidCollective(environment extra: [String: String]) throws -> (pid: Int32, survivors: [(status: Int32, stderr: String)]) {
+    let port = 20000 + Int.random(in: 0..<20000)
+    var ranks: [(Process, Pipe)] = []
+    for rank in 0..<3 {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: chorusExecutable)
+        p.arguments = ["hello", "--check", "--iterations", "100000"]
+        var env = ProcessInfo.processInfo.environment
+        env["RANK"] = String(rank)
+        env["WORLD_SIZE"] = "3"
+        env["CHORUS_RENDEZVOUS"] = "127.0.0.1:\(port)"
+        env["CHORUS_JOB_TOKEN"] = "kill-test-\(port)"
+        env["CHORUS_TIMEOUT"] = "120"
+        for (k, v) in extra { env[k] = v }
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        ranks.append((p, err))
+    }
+    // Let the job form and run for a while, then kill rank 1 mid-collective.
+    Thread.sleep(forTimeInterval: 1.5)
+    kill(ranks[1].0.processIdentifier, SIGKILL)
+    var survivors: [(Int32, String)] = []
+    for r in [0, 2] {
+        let text = String(decoding: ranks[r].1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ranks[r].0.waitUntilExit()
+        survivors.append((ranks[r].0.terminationStatus, text))
+    }
+    ranks[1].0.waitUntilExit()
+    return (ranks[1].0.processIdentifier, survivors)
+}

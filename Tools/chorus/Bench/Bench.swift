@@ -152,27 +152,6 @@ struct BenchCommand: ParsableCommand {
         } else if let i = arguments.firstIndex(where: { $0.hasPrefix("--ranks=") }) {
             arguments.remove(at: i)
         }
-        let executable = RunCommand.currentExecutable()
-        let token = environment["CHORUS_JOB_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? RunCommand.randomToken()
-        let address = "127.0.0.1:\(try RunCommand.freeLoopbackPort())"
-        RunSignals.install()
-        var children: [pid_t] = []
-        for rank in 0..<ranks {
-            var env = environment
-            env["RANK"] = String(rank)
-            env["WORLD_SIZE"] = String(ranks)
-            env["LOCAL_RANK"] = String(rank)
-            env["LOCAL_WORLD_SIZE"] = String(ranks)
-            env["CHORUS_RENDEZVOUS"] = address
-            env["CHORUS_JOB_TOKEN"] = token
-            do {
-                children.append(try RunCommand.spawn([executable] + arguments, environment: env))
-            } catch {
-                RunCommand.stop(children, grace: 2)
-                throw RunFailure(message: "cannot start rank \(rank): \(error)", status: 1)
-            }
-        }
-        let status = RunCommand.supervise(children, grace: 5)
-        if status != 0 { throw ExitCode(status) }
+        try RunCommand.launch([RunCommand.currentExecutable()] + arguments, ranks: ranks, environment: environment, grace: 5)
     }
 }

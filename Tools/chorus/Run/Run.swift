@@ -44,27 +44,33 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let address = try rendezvous ?? "127.0.0.1:\(Self.freeLoopbackPort())"
-        let inherited = ChorusConfiguration.processEnvironment()
-        let token = inherited["CHORUS_JOB_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.randomToken()
+        try Self.launch(command, ranks: n, environment: ChorusConfiguration.processEnvironment(), rendezvous: rendezvous, grace: grace)
+    }
+
+    /// Starts `ranks` copies of `argv` as one local job (the launcher variables set, a fresh
+    /// store address and token unless given), supervises them, and exits with the first
+    /// failure's status. Used by `chorus run` and `chorus bench --ranks`.
+    static func launch(_ argv: [String], ranks: Int, environment: [String: String], rendezvous: String? = nil, grace: Double) throws {
+        let address = try rendezvous ?? "127.0.0.1:\(freeLoopbackPort())"
+        let token = environment["CHORUS_JOB_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? randomToken()
         var children: [pid_t] = []
         RunSignals.install()
-        for rank in 0..<n {
-            var env = inherited
+        for rank in 0..<ranks {
+            var env = environment
             env["RANK"] = String(rank)
-            env["WORLD_SIZE"] = String(n)
+            env["WORLD_SIZE"] = String(ranks)
             env["LOCAL_RANK"] = String(rank)
-            env["LOCAL_WORLD_SIZE"] = String(n)
+            env["LOCAL_WORLD_SIZE"] = String(ranks)
             env["CHORUS_RENDEZVOUS"] = address
             env["CHORUS_JOB_TOKEN"] = token
             do {
-                children.append(try Self.spawn(command, environment: env))
+                children.append(try spawn(argv, environment: env))
             } catch {
-                Self.stop(children, grace: grace)
+                stop(children, grace: grace)
                 throw RunFailure(message: "cannot start rank \(rank): \(error)", status: 1)
             }
         }
-        let status = Self.supervise(children, grace: grace)
+        let status = supervise(children, grace: grace)
         if status != 0 { throw ExitCode(status) }
     }
 
