@@ -144,6 +144,12 @@ final class Engine: @unchecked Sendable {
             poisoned.store(true, ordering: .releasing)
             log(.warn, "\(error)")
             turnSignal.broadcast()
+        } else {
+            // Another thread is telling the peers (the transport may fail this rank's own
+            // requests first); return only once they have been told, so a caller that saw the
+            // failure can count on every peer knowing. Telling takes microseconds; bounded anyway.
+            let until = ContinuousClock.now + .seconds(1)
+            while !poisoned.load(ordering: .acquiring) && ContinuousClock.now < until { sched_yield() }
         }
         return winner
     }

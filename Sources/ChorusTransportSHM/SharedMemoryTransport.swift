@@ -52,7 +52,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var started: Bool
     }
 
-    private final class Unexpected {
+    private final class Unexpected: EarlyMessage {
         let tag: UInt64
         let total: Int
         /// The bytes so far (a message through the ring), or `nil` (a direct-read descriptor).
@@ -76,6 +76,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             received = total
         }
         deinit { buffer?.deallocate() }
+        var isComplete: Bool { received == total }
     }
 
     private enum Target {
@@ -92,11 +93,6 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var received: Int
     }
 
-    private struct Key: Hashable {
-        var peer: Int
-        var stream: UInt64
-    }
-
     @exclusivity(unchecked) private var outgoing: [[Outgoing]]
     @exclusivity(unchecked) private var outgoingHead: [Int]
     /// Direct-read sends waiting for the receiver's acknowledgement, per peer.
@@ -108,8 +104,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// Messages at least this long are copied out of the rings with non-temporal stores.
     static let streamingMessage = 1 << 20
     @exclusivity(unchecked) private var incoming: [Incoming?]
-    @exclusivity(unchecked) private var posted: [Key: [TransportRequest]] = [:]
-    @exclusivity(unchecked) private var unexpected: [Key: [Unexpected]] = [:]
+    @exclusivity(unchecked) private var matcher = ReceiveMatcher<Unexpected>()
     @exclusivity(unchecked) private var ready: [TransportCompletion] = []
     @exclusivity(unchecked) private var doorbellSeen: UInt32 = 0
     @exclusivity(unchecked) private var lastLivenessCheck = ContinuousClock.now
@@ -161,18 +156,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     public func postReceive(_ request: TransportRequest) throws {
         try checkPeer(request.peer)
-        let key = Key(peer: request.peer, stream: request.stream)
-        if let waiting = unexpected[key], let first = waiting.first, first.claimant == nil {
-            if first.received == first.total {
-                try deliver(first, to: request, from: request.peer)
-                unexpected[key]!.removeFirst()
-                if unexpected[key]!.isEmpty { unexpected[key] = nil }
-            } else {
-                first.claimant = request
-            }
-            return
-        }
-        posted[key, default: []].append(request)
+        if let arrived = matcher.post(request) { try deliver(arrived, to: request, from: request.peer) }
     }
 
     private func checkPeer(_ peer: Int) throws {
@@ -344,12 +328,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 tail += UInt64(Ring.recordBytes(payload: 16))
                 // Free the ring before the (possibly long) read, so the sender can go on.
                 ring.tail.pointee.store(tail, ordering: .releasing)
-                let key = Key(peer: peer, stream: stream)
-                if let r = posted[key]?.first {
-                    posted[key]!.removeFirst()
-                    try deliver(Unexpected(tag: tag, total: total, address: address, seq: seq), to: r, from: peer)
+                let descriptor = Unexpected(tag: tag, total: total, address: address, seq: seq)
+                if let r = matcher.arrival(peer: peer, stream: stream) {
+                    try deliver(descriptor, to: r, from: peer)
                 } else {
-                    unexpected[key, default: []].append(Unexpected(tag: tag, total: total, address: address, seq: seq))
+                    matcher.keep(descriptor, peer: peer, stream: stream)
                 }
                 continue
             }
@@ -394,15 +377,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     private func start(peer: Int, stream: UInt64, tag: UInt64, total: Int) -> Incoming {
-        let key = Key(peer: peer, stream: stream)
-        // Queues stay in the table once made (a collective reuses its streams call after
-        // call), and are changed in place, never copied out.
-        if let r = posted[key]?.first {
-            posted[key]!.removeFirst()
+        if let r = matcher.arrival(peer: peer, stream: stream) {
             return Incoming(target: r.length == total ? .request(r) : .mismatched(r), total: total, tag: tag, received: 0)
         }
         let u = Unexpected(tag: tag, total: total)
-        unexpected[key, default: []].append(u)
+        matcher.keep(u, peer: peer, stream: stream)
         return Incoming(target: .unexpected(u), total: total, tag: tag, received: 0)
     }
 
@@ -411,11 +390,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         case .request(let r), .mismatched(let r):
             ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.total))
         case .unexpected(let u):
-            guard let claimant = u.claimant else { return }
-            try deliver(u, to: claimant, from: peer)
-            let key = Key(peer: peer, stream: stream)
-            unexpected[key]?.removeFirst()
-            if unexpected[key]?.isEmpty == true { unexpected[key] = nil }
+            if let claimant = matcher.completed(u, peer: peer, stream: stream) { try deliver(u, to: claimant, from: peer) }
         }
     }
 
@@ -447,7 +422,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var involved = Set<Int>()
         for (peer, m) in incoming.enumerated() where m != nil { involved.insert(peer) }
         for peer in 0..<size where outgoingHead[peer] < outgoing[peer].count || !awaiting[peer].isEmpty { involved.insert(peer) }
-        for (key, queue) in posted where !queue.isEmpty { involved.insert(key.peer) }
+        involved.formUnion(matcher.awaitedPeers)
         for peer in involved.sorted() where kill(pids[peer], 0) != 0 && errno == ESRCH { return peer }
         return nil
     }

@@ -33,11 +33,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     public let size: Int
     private var sockets: [StreamSocket?]
 
-    private struct Key: Hashable {
-        var peer: Int
-        var stream: UInt64
-    }
-
     private struct Outgoing {
         var header: [UInt8]
         var request: TransportRequest
@@ -45,7 +40,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         var total: Int { 32 + request.length }
     }
 
-    private final class Unexpected {
+    private final class Unexpected: EarlyMessage {
         let tag: UInt64
         let length: Int
         let buffer: UnsafeMutableRawBufferPointer
@@ -57,11 +52,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             buffer = .allocate(byteCount: max(length, 1), alignment: 64)
         }
         deinit { buffer.deallocate() }
+        var isComplete: Bool { received == length }
     }
 
     private enum Target {
         case request(TransportRequest)
-        case unexpected(Unexpected, length: Int)
+        case unexpected(Unexpected)
         case mismatched(TransportRequest)
         case abortReason
     }
@@ -79,8 +75,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     @exclusivity(unchecked) private var outgoing: [[Outgoing]]
     @exclusivity(unchecked) private var incoming: [Incoming]
-    @exclusivity(unchecked) private var posted: [Key: [TransportRequest]] = [:]
-    @exclusivity(unchecked) private var unexpected: [Key: [Unexpected]] = [:]
+    @exclusivity(unchecked) private var matcher = ReceiveMatcher<Unexpected>()
     @exclusivity(unchecked) private var ready: [TransportCompletion] = []
     @exclusivity(unchecked) private var failure: TransportError?
     @exclusivity(unchecked) private var closedPeers = Set<Int>()
@@ -188,7 +183,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     /// Whether this rank waits for, or still owes, a message to `peer`.
     private func hasPending(with peer: Int) -> Bool {
         if !outgoing[peer].isEmpty { return true }
-        return posted.contains { $0.key.peer == peer && !$0.value.isEmpty }
+        return matcher.awaitedPeers.contains(peer)
     }
 
     private func check(_ peer: Int) throws {
@@ -210,17 +205,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func postReceive(_ request: TransportRequest) throws {
         try check(request.peer)
-        let key = Key(peer: request.peer, stream: request.stream)
-        if let first = unexpected[key]?.first, first.claimant == nil {
-            if first.received == first.length {
-                deliver(first, to: request)
-                unexpected[key]!.removeFirst()
-            } else {
-                first.claimant = request
-            }
-            return
-        }
-        posted[key, default: []].append(request)
+        if let arrived = matcher.post(request) { deliver(arrived, to: request) }
     }
 
     private func deliver(_ m: Unexpected, to request: TransportRequest) {
@@ -297,7 +282,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 switch m.target! {
                 case .request(let r):
                     n = recv(s.fd, r.pointer + m.received, want, 0)
-                case .unexpected(let u, _):
+                case .unexpected(let u):
                     n = recv(s.fd, u.buffer.baseAddress! + m.received, want, 0)
                 case .mismatched, .abortReason:
                     // Consumed and dropped (a mismatch), or kept as the abort's reason.
@@ -327,7 +312,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 if m.headerBytes == 32 && m.length == 0 { try finishOrAbort(&m, peer: peer) }
             } else {
                 m.received += n
-                if case .unexpected(let u, _) = m.target! { u.received = m.received }
+                if case .unexpected(let u) = m.target! { u.received = m.received }
                 if m.received == m.length { try finishOrAbort(&m, peer: peer) }
             }
             incoming[peer] = m
@@ -344,14 +329,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             throw fail(peer, "tcp: rank \(peer) sent a malformed frame (kind \(kind), length \(m.length)); is something else connected?")
         }
         if kind == 2 { m.target = .abortReason; m.reason = []; return }
-        let key = Key(peer: peer, stream: m.stream)
-        if let r = posted[key]?.first {
-            posted[key]!.removeFirst()
+        if let r = matcher.arrival(peer: peer, stream: m.stream) {
             m.target = r.length == m.length ? .request(r) : .mismatched(r)
         } else {
             let u = Unexpected(tag: m.tag, length: m.length)
-            unexpected[key, default: []].append(u)
-            m.target = .unexpected(u, length: m.length)
+            matcher.keep(u, peer: peer, stream: m.stream)
+            m.target = .unexpected(u)
         }
     }
 
@@ -368,11 +351,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         switch m.target! {
         case .request(let r), .mismatched(let r):
             ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.length))
-        case .unexpected(let u, _):
-            if let claimant = u.claimant {
-                deliver(u, to: claimant)
-                unexpected[Key(peer: peer, stream: m.stream)]?.removeFirst()
-            }
+        case .unexpected(let u):
+            if let claimant = matcher.completed(u, peer: peer, stream: m.stream) { deliver(u, to: claimant) }
         case .abortReason:
             break
         }
