@@ -179,19 +179,15 @@ public final class Communicator: @unchecked Sendable {
         let tag = call.signature.packed
         switch call.kind {
         case .send(let peer), .receive(let peer):
-            let op: Op
-            if case .send = call.kind {
-                op = .send(to: peer, BufferSlice(.input, chunk: 0))
-            } else {
-                op = .recv(from: peer, into: BufferSlice(.output, chunk: 0))
-            }
-            let compiled = plans.explicit([op], count: call.count, dataType: call.dataType)
+            let shape: PlanCache.Shape
+            if case .send = call.kind { shape = .send(to: peer) } else { shape = .receive(from: peer) }
+            let compiled = try plan(PlanCache.Key(shape: shape, count: call.count, dataType: call.dataType), used: &used, inGroup: inGroup)
             return [Execution(compiled: compiled, input: call.input, output: call.output, reduceOp: .sum, tag: tag,
                               streamBase: streamBase(slot: Communicator.pointToPointSlot), worldRanks: worldRanks)]
         case .barrier:
             guard size > 1 else { return [] }
             let byte = engine.auxiliaryBuffer(64)
-            let compiled = try plan(.allReduce, count: 1, dataType: .uint8, root: 0, used: &used, inGroup: inGroup)
+            let compiled = try plan(PlanCache.Key(shape: .collective(.allReduce, root: 0), count: 1, dataType: .uint8), used: &used, inGroup: inGroup)
             return [Execution(compiled: compiled, input: byte, output: byte, reduceOp: .max, tag: tag,
                               streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
         case .collective(let collective):
@@ -208,16 +204,15 @@ public final class Communicator: @unchecked Sendable {
                 }
                 return []
             }
-            let compiled = try plan(collective, count: call.count, dataType: call.dataType, root: call.root, used: &used, inGroup: inGroup)
+            let compiled = try plan(PlanCache.Key(shape: .collective(collective, root: collective.hasRoot ? call.root : 0), count: call.count,
+                                                  dataType: call.dataType), used: &used, inGroup: inGroup)
             var result = [Execution(compiled: compiled, input: input, output: output, reduceOp: call.op, tag: tag,
                                     streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
             if collective.hasRoot {
                 // Every rank receives something tagged with the call, so a rank that runs a
-                // different call is caught even where the plan has it only send. (Empty messages;
-                // the receive names another chunk than the send, so it does not wait for it.)
-                let ring: [Op] = [.send(to: (rank + 1) % size, BufferSlice(.input, chunk: 0)),
-                                  .recv(from: (rank + size - 1) % size, into: BufferSlice(.output, chunk: 1))]
-                result.append(Execution(compiled: plans.explicit(ring, count: 0, dataType: call.dataType, chunks: 2), input: nil, output: nil,
+                // different call is caught even where the plan has it only send (empty messages).
+                let ring = try plan(PlanCache.Key(shape: .signatureRing, count: 0, dataType: call.dataType), used: &used, inGroup: inGroup)
+                result.append(Execution(compiled: ring, input: nil, output: nil,
                                         reduceOp: .sum, tag: tag, streamBase: streamBase(slot: UInt64(Communicator.ringSlot) + slot),
                                         worldRanks: worldRanks))
             }
@@ -227,12 +222,11 @@ public final class Communicator: @unchecked Sendable {
 
     /// The compiled plan for a call; a second use within one run gets a fresh copy. (`used` is
     /// filled only for groups: a lone call cannot meet its own plan twice.)
-    private func plan(_ c: Collective, count: Int, dataType: DataType, root: Int, used: inout Set<ObjectIdentifier>,
-                      inGroup: Bool) throws(ChorusError) -> CompiledPlan {
-        var compiled = try plans.compiled(c, count: count, dataType: dataType, root: root)
+    private func plan(_ key: PlanCache.Key, used: inout Set<ObjectIdentifier>, inGroup: Bool) throws(ChorusError) -> CompiledPlan {
+        var compiled = try plans.compiled(key)
         if used.isEmpty && !inGroup { return compiled }
         if !used.insert(ObjectIdentifier(compiled)).inserted {
-            compiled = try plans.compiled(c, count: count, dataType: dataType, root: root, fresh: true)
+            compiled = try plans.compiled(key, fresh: true)
         }
         return compiled
     }

@@ -47,11 +47,19 @@ enum HostModel {
 /// Compiled plans of one communicator, keyed by what selects them; least recently used ones
 /// go first. Used only by the thread whose turn it is.
 final class PlanCache {
+    /// What a plan does: a collective the selector plans, or ops the communicator spells out.
+    enum Shape: Hashable {
+        case collective(Collective, root: Int)
+        case send(to: Int)
+        case receive(from: Int)
+        /// The empty signed message rooted collectives pass round a ring (`Communicator`).
+        case signatureRing
+    }
+
     struct Key: Hashable {
-        var collective: Collective
+        var shape: Shape
         var count: Int
         var dataType: DataType
-        var root: Int
     }
 
     let rank: Int
@@ -62,7 +70,7 @@ final class PlanCache {
     private var entries: [Key: (plan: CompiledPlan, used: UInt64)] = [:]
     private var clock: UInt64 = 0
     private var last: (key: Key, plan: CompiledPlan)?
-    static let capacity = 64
+    static let capacity = 128
 
     init(rank: Int, size: Int, hosts: [Int], configuration: ChorusConfiguration) {
         self.rank = rank
@@ -107,8 +115,7 @@ final class PlanCache {
 
     /// The compiled plan for a call. `fresh` forces a new copy (a group that runs one key twice
     /// needs two, since a compiled plan holds per-run state).
-    func compiled(_ collective: Collective, count: Int, dataType: DataType, root: Int, fresh: Bool = false) throws(ChorusError) -> CompiledPlan {
-        let key = Key(collective: collective, count: count, dataType: dataType, root: root)
+    func compiled(_ key: Key, fresh: Bool = false) throws(ChorusError) -> CompiledPlan {
         clock += 1
         // Training loops repeat one call: skip the hash for a repeat of the last one.
         if !fresh, let last, last.key == key { return last.plan }
@@ -119,10 +126,7 @@ final class PlanCache {
             entries[key]!.used = clock
             return hit.plan
         }
-        let selection = try selection(collective, count: count, dataType: dataType, root: root)
-        let plan: Plan
-        do { plan = try selection.plan() } catch { throw .configuration("\(error)") }
-        let compiled = CompiledPlan(plan: plan, rank: rank, blockElements: count, dataType: dataType)
+        let compiled = try make(key)
         if fresh { return compiled }
         if entries.count >= Self.capacity, let oldest = entries.min(by: { $0.value.used < $1.value.used }) {
             entries.removeValue(forKey: oldest.key)
@@ -133,11 +137,29 @@ final class PlanCache {
         return compiled
     }
 
-    /// A plan that runs exactly `ops` on this rank (point-to-point messages, the signature ring):
-    /// input and output of `count` elements in `chunks` chunks.
-    func explicit(_ ops: [Op], count: Int, dataType: DataType, chunks: Int = 1) -> CompiledPlan {
+    private func make(_ key: Key) throws(ChorusError) -> CompiledPlan {
+        switch key.shape {
+        case .collective(let collective, let root):
+            let selection = try selection(collective, count: key.count, dataType: key.dataType, root: root)
+            let plan: Plan
+            do { plan = try selection.plan() } catch { throw .configuration("\(error)") }
+            return CompiledPlan(plan: plan, rank: rank, blockElements: key.count, dataType: key.dataType)
+        case .send(let peer):
+            return explicit([.send(to: peer, BufferSlice(.input, chunk: 0))], key)
+        case .receive(let peer):
+            return explicit([.recv(from: peer, into: BufferSlice(.output, chunk: 0))], key)
+        case .signatureRing:
+            // The receive names another chunk than the send, so it does not wait for it.
+            return explicit([.send(to: (rank + 1) % size, BufferSlice(.input, chunk: 0)),
+                             .recv(from: (rank + size - 1) % size, into: BufferSlice(.output, chunk: 1))], key, chunks: 2)
+        }
+    }
+
+    /// A plan that runs exactly `ops` on this rank: input and output of `count` elements in
+    /// `chunks` chunks.
+    private func explicit(_ ops: [Op], _ key: Key, chunks: Int = 1) -> CompiledPlan {
         let layout = ChunkLayout.standard(.broadcast, ranks: size, chunksPerBlock: chunks)
         let schedule = Schedule(algorithm: "point-to-point", collective: .broadcast, ranks: size, layout: layout) { _ in RankProgram() }
-        return CompiledPlan(plan: Plan(schedule: schedule), rank: rank, blockElements: count, dataType: dataType, program: RankProgram(ops))
+        return CompiledPlan(plan: Plan(schedule: schedule), rank: rank, blockElements: key.count, dataType: key.dataType, program: RankProgram(ops))
     }
 }

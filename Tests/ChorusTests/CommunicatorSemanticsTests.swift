@@ -112,6 +112,29 @@ import Testing
         }
     }
 
+    @Test func aGroupMaySendTheSameShapeTwiceToOnePeer() throws {
+        // Two calls of one shape in one group run on two copies of the cached plan.
+        let comms = try Communicator.inProcess(size: 2, configuration: .testing)
+        let results = try onRanksOrThrow(comms) { comm -> [Int32] in
+            var first: [Int32] = [comm.rank == 0 ? 1 : 0, 0], second: [Int32] = [comm.rank == 0 ? 2 : 0, 0]
+            try first.withUnsafeMutableBytes { a in
+                try second.withUnsafeMutableBytes { b in
+                    try Communicator.group {
+                        if comm.rank == 0 {
+                            try comm.send(a.baseAddress, count: 2, dataType: .int32, to: 1)
+                            try comm.send(b.baseAddress, count: 2, dataType: .int32, to: 1)
+                        } else {
+                            try comm.receive(a.baseAddress, count: 2, dataType: .int32, from: 0)
+                            try comm.receive(b.baseAddress, count: 2, dataType: .int32, from: 0)
+                        }
+                    }
+                }
+            }
+            return [first[0], second[0]]
+        }
+        #expect(results[1] == [1, 2])
+    }
+
     @Test func oneThreadDrivesEveryRankInAGroup() throws {
         let comms = try Communicator.inProcess(size: 3, configuration: .testing)
         var buffers = (0..<3).map { [Float](repeating: Float($0 + 1), count: 1000) }
