@@ -267,57 +267,47 @@ AVX2_ATTR static void any_bf16_avx2(int op, uint16_t *d, const uint16_t *a, cons
     SPECIALIZE_OPS(bf16_avx2_body, op, d, a, b, n)
 }
 
-// Half precision through f32, 16 lanes at a time (AVX-512).
-AVX512_ATTR static void any_f16_avx512(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
-    size_t i = 0;
+// The AVX-512 forms of combine_avx2 and the half-precision loops (`op` constant per call site).
+AVX512_ATTR static ALWAYS_INLINE __m512 combine_avx512(int op, __m512 x, __m512 y) {
     const __m512 qnan = _mm512_set1_ps(NAN);
+    switch (op) {
+    case CChorusKernels_prod: return _mm512_mul_ps(x, y);
+    case CChorusKernels_min: {
+        __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
+        return _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_LT_OQ), x, y), qnan);
+    }
+    case CChorusKernels_max: {
+        __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
+        return _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_GT_OQ), x, y), qnan);
+    }
+    default: return _mm512_add_ps(x, y);
+    }
+}
+
+// Half precision through f32, 16 lanes at a time.
+AVX512_ATTR static ALWAYS_INLINE void f16_avx512_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i)));
         __m512 y = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + i)));
-        __m512 r;
-        switch (op) {
-        case CChorusKernels_prod: r = _mm512_mul_ps(x, y); break;
-        case CChorusKernels_min: {
-            __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
-            r = _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_LT_OQ), x, y), qnan);
-            break;
-        }
-        case CChorusKernels_max: {
-            __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
-            r = _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_GT_OQ), x, y), qnan);
-            break;
-        }
-        default: r = _mm512_add_ps(x, y);
-        }
-        _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtps_ph(combine_avx512(op, x, y), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     }
     for (; i < n; i++) d[i] = f32_to_f16(fop(op, f16_to_f32(a[i]), f16_to_f32(b[i])));
 }
 
+AVX512_ATTR static void any_f16_avx512(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    SPECIALIZE_OPS(f16_avx512_body, op, d, a, b, n)
+}
+
 // bfloat16: widen by shifting, combine in f32, round with the integer sequence of narrow_bf16
 // (the AVX512-BF16 conversion treats denormals as zero, which the reference does not).
-AVX512_ATTR static void any_bf16_avx512(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+AVX512_ATTR static ALWAYS_INLINE void bf16_avx512_body(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
     size_t i = 0;
-    const __m512 qnan = _mm512_set1_ps(NAN);
     const __m512i roundBias = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
     for (; i + 16 <= n; i += 16) {
         __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(a + i))), 16));
         __m512 y = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(b + i))), 16));
-        __m512 r;
-        switch (op) {
-        case CChorusKernels_prod: r = _mm512_mul_ps(x, y); break;
-        case CChorusKernels_min: {
-            __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
-            r = _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_LT_OQ), x, y), qnan);
-            break;
-        }
-        case CChorusKernels_max: {
-            __mmask16 unordered = _mm512_cmp_ps_mask(x, y, _CMP_UNORD_Q);
-            r = _mm512_mask_blend_ps(unordered, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, x, _CMP_GT_OQ), x, y), qnan);
-            break;
-        }
-        default: r = _mm512_add_ps(x, y);
-        }
+        __m512 r = combine_avx512(op, x, y);
         __m512i bits = _mm512_castps_si512(r);
         __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(roundBias, _mm512_and_si512(_mm512_srli_epi32(bits, 16), one))), 16);
         __m512i nanBits = _mm512_or_si512(_mm512_srli_epi32(bits, 16), quiet);
@@ -326,6 +316,10 @@ AVX512_ATTR static void any_bf16_avx512(int op, uint16_t *d, const uint16_t *a, 
         _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtepi32_epi16(result));
     }
     for (; i < n; i++) d[i] = narrow_bf16(fop(op, widen_bf16(a[i]), widen_bf16(b[i])));
+}
+
+AVX512_ATTR static void any_bf16_avx512(int op, uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n) {
+    SPECIALIZE_OPS(bf16_avx512_body, op, d, a, b, n)
 }
 
 // Native half precision (AVX512-FP16): the sum or product of two halves is exact in f32, so
