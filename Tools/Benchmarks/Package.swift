@@ -15,9 +15,15 @@ let package = Package(
         // The yardstick loops, built for this CPU.
         .target(name: "CBaselineLoops", path: "Sources/CBaselineLoops",
                 cSettings: [.unsafeFlags(["-O3", "-march=native"])]),
+        .target(
+            name: "RuntimeBenchSupport",
+            dependencies: [.product(name: "ChorusTransport", package: "swift-chorus")],
+            path: "Sources/RuntimeBenchSupport"
+        ),
         .executableTarget(
             name: "RuntimeLatency",
             dependencies: [
+                "RuntimeBenchSupport",
                 .product(name: "Chorus", package: "swift-chorus"),
                 .product(name: "ChorusTransport", package: "swift-chorus"),
             ],
@@ -27,6 +33,7 @@ let package = Package(
             name: "RuntimeBenchmarks",
             dependencies: [
                 "CBaselineLoops",
+                "RuntimeBenchSupport",
                 .product(name: "Benchmark", package: "package-benchmark"),
                 .product(name: "Chorus", package: "swift-chorus"),
                 .product(name: "ChorusExec", package: "swift-chorus"),

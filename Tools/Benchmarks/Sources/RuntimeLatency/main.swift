@@ -4,6 +4,7 @@
 //     swift run -c release RuntimeLatency
 import Chorus
 import ChorusTransport
+import RuntimeBenchSupport
 import Foundation
 
 func measure(rounds: Int = 15, iterations: Int = 20_000, _ body: (Int) -> Void) -> (median: Double, best: Double) {
@@ -27,41 +28,14 @@ func paired(_ n: Int, peer: @escaping @Sendable (Int) -> Void, _ body: (Int) -> 
     done.wait()
 }
 
-let fabric = InProcessFabric(size: 2)
-let transports = [fabric.transport(rank: 0), fabric.transport(rank: 1)]
-let buffers = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64) }
-let regions = (0..<2).map { try! transports[$0].register(buffers[$0], length: 64) }
+let pingPong = PingPong()
 
-@Sendable func drain(_ t: InProcessTransport, _ count: Int, _ completions: inout [TransportCompletion]) {
-    var seen = 0
-    while seen < count {
-        completions.removeAll(keepingCapacity: true)
-        try! t.progress(&completions)
-        seen += completions.count
-        if completions.isEmpty { try! t.waitForActivity(until: .now + .seconds(1)) }
+let rtt = measure { n in
+    paired(n, peer: { n in var c: [TransportCompletion] = []; for _ in 0..<n { pingPong.step(1, &c) } }) { n in
+        var c: [TransportCompletion] = []
+        for _ in 0..<n { pingPong.step(0, &c) }
     }
 }
-
-@Sendable func pingPong(_ r: Int, _ n: Int) {
-    var completions: [TransportCompletion] = []
-    let t = transports[r], peer = 1 - r
-    let send = TransportRequest(peer: peer, stream: 1, region: regions[r], offset: 0, length: 8, tag: 0, id: 1)
-    let receive = TransportRequest(peer: peer, stream: 1, region: regions[r], offset: 8, length: 8, tag: 0, id: 2)
-    for _ in 0..<n {
-        if r == 0 {
-            try! t.postSend(send)
-            try! t.postReceive(receive)
-            drain(t, 2, &completions)
-        } else {
-            try! t.postReceive(receive)
-            drain(t, 1, &completions)
-            try! t.postSend(send)
-            drain(t, 1, &completions)
-        }
-    }
-}
-
-let rtt = measure { n in paired(n, peer: { pingPong(1, $0) }) { pingPong(0, $0) } }
 
 let comms = try Communicator.inProcess(size: 2)
 let allReduce = measure { n in
