@@ -4,7 +4,6 @@
 set -euo pipefail
 
 packages=(
-  pkg-config        # locates system libraries for SwiftPM
   iproute2          # network namespaces for the multi-host tests (Tools/netns-hosts.sh)
 )
 
