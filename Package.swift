@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ChorusAlgorithms", targets: ["ChorusAlgorithms"]),
         .library(name: "ChorusSelect", targets: ["ChorusSelect"]),
         .library(name: "ChorusExec", targets: ["ChorusExec"]),
+        .library(name: "ChorusSim", targets: ["ChorusSim"]),
         .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
         .library(name: "ChorusTransportSHM", targets: ["ChorusTransportSHM"]),
         .library(name: "Chorus", targets: ["Chorus"]),
@@ -58,6 +59,11 @@ let package = Package(
             exclude: ["README.md"]
         ),
         .target(
+            name: "ChorusSim",
+            dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule"],
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "ChorusSelect",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms"],
             exclude: ["README.md"]
@@ -75,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "chorus",
             dependencies: [
-                "ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect", "Chorus",
+                "ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect", "ChorusSim", "Chorus",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/chorus"
@@ -87,6 +93,7 @@ let package = Package(
         .testTarget(name: "ChorusScheduleTests", dependencies: ["ChorusSchedule"]),
         .testTarget(name: "ChorusAlgorithmsTests", dependencies: ["ChorusAlgorithms"]),
         .testTarget(name: "ChorusSelectTests", dependencies: ["ChorusSelect"]),
+        .testTarget(name: "ChorusSimTests", dependencies: ["ChorusSim", "ChorusAlgorithms", "ChorusSelect"]),
         .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
         .testTarget(name: "ChorusTests", dependencies: ["Chorus"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),

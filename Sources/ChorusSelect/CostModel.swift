@@ -16,14 +16,17 @@ public struct Estimate: Sendable {
 /// proportion to its share (so links that concurrent messages of the step share count as
 /// shared), and takes
 ///
-///     step = α + P·m·o + max(comm, reduce) + min(comm, reduce) / P
+///     step = max(comm, reduce, (P − 1)·m·o) + (α + m·o + min(comm, reduce)) / P
 ///
 /// where α is the largest route latency (sum of link latencies), `o` the per-message overhead of
 /// the route's bottleneck link kind (`LinkKind.defaultMessageOverhead`, or a calibration's
 /// alpha), `m` the messages a rank posts per step, `comm` the busiest arc's load over its
 /// capacity, `reduce` the time to add what arrives at the node's memory bandwidth (read two,
-/// write one), and `P` the slices per message (slicing overlaps reduction with transfer but pays
-/// the overhead per slice). Pipelined phases (chains, trees) cost `(depth + P − 1)` stages of
+/// write one), and `P` the slices per message. Slices pipeline across steps (slice p of a step
+/// waits only for slice p of the step before), so with P slices latency, overhead and the
+/// smaller of transfer and reduction are paid once per slice rather than per step, while the
+/// sender still posts every slice in turn; with P = 1 this is α + m·o + comm + reduce. The
+/// simulator (`ChorusSim`) shows the same on an uncontended ring. Pipelined phases (chains, trees) cost `(depth + P − 1)` stages of
 /// one slice each.
 ///
 /// It never walks a whole schedule: phases are evaluated on a sample of ranks (all of them up to
@@ -37,14 +40,14 @@ public final class CostModel {
     public let topology: Topology
     public let calibration: LinkCalibration?
     private let router: Router
-    private var routeCache: [Int64: RouteCost] = [:]
+    private var routeCache: [Int64: RouteLoads] = [:]
     /// Bytes per arc in the step being costed, dense, with the arcs touched (for resetting).
     private var arcLoad: [Double]
     private var touched: [Int32] = []
     /// When the node does not say how fast its memory is.
-    public static let defaultMemoryBandwidth = Bandwidth.gigabytesPerSecond(50)
+    public static var defaultMemoryBandwidth: Bandwidth { Topology.assumedMemoryBandwidth }
 
-    struct RouteCost {
+    struct RouteLoads {
         var latency: Double
         var overhead: Double
         var loads: [(arc: Int32, share: Double)]
@@ -72,36 +75,25 @@ public final class CostModel {
 
     /// Capacity of an arc in bytes per second, calibrated if the calibration covers its kind.
     private func capacity(_ arc: Int32) -> Double {
-        let link = topology.links[Int(arc) >> 1]
-        if let b = calibration?.entries[link.kind]?.bandwidth { return b.bytesPerSecond }
-        return link.capacity.bytesPerSecond
+        topology.capacity(of: ArcID(rawValue: arc), calibration: calibration)
     }
 
-    private func routeCost(_ a: Int, _ b: Int) -> RouteCost {
+    private func routeCost(_ a: Int, _ b: Int) -> RouteLoads {
         let key = (Int64(a) << 32) | Int64(b)
         if let cached = routeCache[key] { return cached }
-        var cost = RouteCost(latency: 0, overhead: 0, loads: [])
+        var cost = RouteLoads(latency: 0, overhead: 0, loads: [])
         if a != b, let route = router.routes(from: topology.ranks[a], to: topology.ranks[b], flow: UInt64(key)) {
-            cost.latency = route.minimumLatency.inSeconds
-            var bottleneck = Double.infinity
-            var kind = LinkKind.shm
-            for a in route.arcs where a.share > 0 {
-                cost.loads.append((a.arc.rawValue, a.share))
-                let link = topology.link(a.arc)
-                let c = capacity(a.arc.rawValue)
-                if c < bottleneck || (c == bottleneck && link.kind.defaultMessageOverhead > kind.defaultMessageOverhead) {
-                    bottleneck = c
-                    kind = link.kind
-                }
-            }
-            cost.overhead = (calibration?.entries[kind]?.alpha ?? kind.defaultMessageOverhead).inSeconds
+            let shared = topology.cost(of: route, calibration: calibration)
+            cost.latency = shared.latency.inSeconds
+            cost.overhead = shared.overhead.inSeconds
+            for a in route.arcs where a.share > 0 { cost.loads.append((a.arc.rawValue, a.share)) }
         }
         routeCache[key] = cost
         return cost
     }
 
     private func memoryBandwidth(_ rank: Int) -> Double {
-        (topology.nodes[topology.ranks[rank].index].memoryBandwidth ?? Self.defaultMemoryBandwidth).bytesPerSecond
+        topology.memoryBandwidth(of: topology.ranks[rank]).bytesPerSecond
     }
 
     /// The modelled time of `shape` for `bytes` (nccl-tests' size) over `ranks` ranks.
@@ -148,7 +140,7 @@ public final class CostModel {
             var time: Double
             switch phase.overlap {
             case .steps:
-                let step = messages == 0 ? 0 : alpha + slices * m * overhead + max(comm, reduce) + min(comm, reduce) / slices
+                let step = messages == 0 ? 0 : max(comm, reduce, (slices - 1) * m * overhead) + (alpha + m * overhead + min(comm, reduce)) / slices
                 time = Double(phase.steps) * step
             case .pipeline(let depth):
                 let stage = messages == 0 ? 0 : alpha + m * overhead + (comm + reduce) / slices

@@ -1,0 +1,390 @@
+import ChorusCore
+import ChorusSchedule
+import ChorusTopology
+
+/// One simulation in progress: the plan laid out as op instances over all ranks, the event
+/// queue and the network. See `Simulator` for the model.
+///
+/// Instance `g = (opBase[r] + i)·T + t` is op `i` of rank `r` on piece `t` of its chunks
+/// (`T = channels × slices`, piece `t = k·slices + p`), the numbering `CompiledPlan` uses.
+struct SimulationRun {
+    let plan: Plan
+    let input: SimulationInput
+    let topology: Topology
+    let router: Router
+    let ranks: Int
+    /// Pieces per chunk and slices per channel copy.
+    let pieces: Int
+    let slices: Int
+
+    private var programs: [RankProgram]
+    private var graphs: [ProgramGraph]
+    private var opBase: [Int]
+    private var rankOfOp: [Int32]
+    /// Each message op's position in its (direction, peer, channel) queue.
+    private var queueIndex: [Int32]
+    /// Per rank: (direction, peer, channel) → the ops of that queue, in order.
+    private var queues: [[Int64: [Int32]]]
+
+    private var pending: [Int32]
+    private var posted: [Bool]
+    private var partner: [Int32]
+    private var startedAt: [Picoseconds]
+    private var ready: [Int] = []
+    private var completed = 0
+    private var finishTime: Picoseconds = 0
+    private var engineFree: [Picoseconds]
+    private var memoryRate: [Double]
+
+    private var events = EventQueue()
+    private var eventCount = 0
+    private var network: FlowNetwork
+    private var flowSend: [Int32] = []
+    private var flowLatency: [Picoseconds] = []
+    private var messageCount = 0
+
+    private struct RouteEntry {
+        var route: Int32
+        var latency: Picoseconds
+        var overhead: Picoseconds
+    }
+    private var routeCache: [Int64: RouteEntry] = [:]
+    /// Resource index of each NIC's outbound direction (inbound is the next), `-1` for other nodes.
+    private let nicResource: [Int32]
+    private var failure: SimulationError?
+    private var slicesRecorded: [TraceSlice] = []
+
+    init(plan: Plan, input: SimulationInput, topology: Topology, router: Router) throws {
+        let schedule = plan.schedule
+        let n = schedule.ranks
+        guard n <= topology.rankCount else { throw SimulationError.tooManyRanks(plan: n, topology: topology.rankCount, name: topology.name) }
+        self.plan = plan
+        self.input = input
+        self.topology = topology
+        self.router = router
+        ranks = n
+        slices = plan.slices(blockElements: input.blockElements, elementSize: input.elementSize)
+        pieces = plan.channels * slices
+
+        programs = schedule.allPrograms()
+        graphs = ProgramGraph.all(schedule, programs: programs)
+        var base = [Int](repeating: 0, count: n + 1)
+        for r in 0..<n { base[r + 1] = base[r] + programs[r].count }
+        opBase = base
+        let totalOps = base[n]
+        guard totalOps.multipliedReportingOverflow(by: pieces).partialValue < Int(Int32.max), totalOps * pieces < Int(Int32.max) else {
+            throw SimulationError.tooLarge("the plan has \(totalOps) ops in \(pieces) pieces each, more than the \(Int32.max) op instances one simulation holds; use fewer ranks, channels or a larger slice")
+        }
+        var rankOfOp = [Int32](repeating: 0, count: totalOps)
+        var queueIndex = [Int32](repeating: -1, count: totalOps)
+        var queues = [[Int64: [Int32]]](repeating: [:], count: n)
+        for r in 0..<n {
+            for (i, op) in programs[r].ops.enumerated() {
+                rankOfOp[base[r] + i] = Int32(r)
+                guard op.kind == .send || op.kind == .recv else { continue }
+                let key = Self.queueKey(send: op.kind == .send, peer: Int(op.peer), channel: Int(op.channel))
+                queueIndex[base[r] + i] = Int32(queues[r][key]?.count ?? 0)
+                queues[r][key, default: []].append(Int32(i))
+            }
+        }
+        self.rankOfOp = rankOfOp
+        self.queueIndex = queueIndex
+        self.queues = queues
+
+        let instances = totalOps * pieces
+        var pending = [Int32](repeating: 0, count: instances)
+        for r in 0..<n {
+            let graph = graphs[r]
+            for (i, op) in programs[r].ops.enumerated() {
+                let deps = Int32(graph.predecessors(of: i).count)
+                let message = op.kind == .send || op.kind == .recv
+                for t in 0..<pieces {
+                    let hasQueuePredecessor = message && (t % slices > 0 || graph.queuePredecessor[i] >= 0)
+                    pending[(base[r] + i) * pieces + t] = deps + (hasQueuePredecessor ? 1 : 0)
+                }
+            }
+        }
+        self.pending = pending
+        posted = [Bool](repeating: false, count: instances)
+        partner = [Int32](repeating: -1, count: instances)
+        startedAt = input.recordTrace ? [Picoseconds](repeating: 0, count: instances) : []
+        engineFree = [Picoseconds](repeating: 0, count: n)
+        memoryRate = (0..<n).map { topology.memoryBandwidth(of: topology.ranks[$0]).bytesPerSecond / 1e12 }
+
+        // Resources: every arc, then two per NIC with a line rate.
+        var capacities = (0..<topology.arcCount).map { topology.capacity(of: ArcID(rawValue: Int32($0)), calibration: input.calibration) / 1e12 }
+        var nicResource = [Int32](repeating: -1, count: topology.nodes.count)
+        for (v, node) in topology.nodes.enumerated() where node.kind == .nic {
+            guard let rate = node.lineRate else { continue }
+            nicResource[v] = Int32(capacities.count)
+            capacities.append(rate.bytesPerSecond / 1e12)
+            capacities.append(rate.bytesPerSecond / 1e12)
+        }
+        self.nicResource = nicResource
+        network = FlowNetwork(capacities: capacities)
+    }
+
+    @inline(__always)
+    static func queueKey(send: Bool, peer: Int, channel: Int) -> Int64 {
+        (Int64(send ? 1 : 0) << 62) | (Int64(peer) << 24) | Int64(channel)
+    }
+
+    // MARK: - Running
+
+    mutating func execute(progress: ((Double) -> Void)?) throws -> SimulationResult {
+        let total = pending.count
+        for g in 0..<total where pending[g] == 0 { ready.append(g) }
+        // Posting order: lowest instance first, deterministically.
+        ready.reverse()
+        var now: Picoseconds = 0
+        drainReady(now)
+        var nextReport = 1 << 16
+        while failure == nil {
+            if network.hasChanges {
+                var due: [(Int32, Picoseconds, UInt32)] = []
+                network.reallocate(now: now) { due.append(($0, $1, $2)) }
+                for (f, t, v) in due { events.schedule(.flowDrained, at: t, id: f, version: v) }
+            }
+            guard let first = events.pop() else { break }
+            now = first.time
+            handle(first, now)
+            while failure == nil, events.nextTime == now, let e = events.pop() { handle(e, now) }
+            if let progress, completed >= nextReport {
+                progress(Double(completed) / Double(max(total, 1)))
+                nextReport = completed + (1 << 16)
+            }
+        }
+        if let failure { throw failure }
+        guard completed == total else { throw SimulationError.stalled(describeStall()) }
+        return SimulationResult(time: finishTime.duration, ranks: ranks, opInstances: total, messages: messageCount,
+                                events: eventCount, usage: usage(), slices: slicesRecorded,
+                                channels: plan.channels, slicesPerCopy: slices)
+    }
+
+    private mutating func handle(_ e: Event, _ now: Picoseconds) {
+        eventCount += 1
+        switch e.kind {
+        case .flowStart:
+            beginFlow(sendInstance: Int(e.id), now)
+        case .flowDrained:
+            let f = e.id
+            guard e.version == network.version[Int(f)] else { return }
+            let s = Int(flowSend[Int(f)])
+            network.finish(f, bytes: Double(messageBytes(s)))
+            events.schedule(.delivered, at: now + flowLatency[Int(f)], id: f, version: 0)
+        case .delivered:
+            // version 1: a message that used no network (id is its send instance).
+            let s: Int
+            if e.version == 1 {
+                s = Int(e.id)
+            } else {
+                s = Int(flowSend[Int(e.id)])
+                network.release(e.id)
+            }
+            let r = Int(partner[s])
+            complete(s, now)
+            let rank = Int(rankOfOp[r / pieces])
+            let op = programs[rank].ops[r / pieces - opBase[rank]]
+            let bytes = messageBytes(s)
+            if op.reducing && bytes > 0 {
+                events.schedule(.complete, at: now + duration(bytes: Double(bytes) * 3, rate: memoryRate[rank]), id: Int32(r))
+            } else {
+                complete(r, now)
+            }
+        case .complete:
+            complete(Int(e.id), now)
+        }
+        drainReady(now)
+    }
+
+    private mutating func drainReady(_ now: Picoseconds) {
+        while let g = ready.popLast() { post(g, now) }
+    }
+
+    /// Instance `g` has nothing left to wait for.
+    private mutating func post(_ g: Int, _ now: Picoseconds) {
+        posted[g] = true
+        if input.recordTrace { startedAt[g] = now }
+        let globalOp = g / pieces, t = g % pieces
+        let rank = Int(rankOfOp[globalOp])
+        let op = programs[rank].ops[globalOp - opBase[rank]]
+        switch op.kind {
+        case .copy, .reduce:
+            let bytes = Double(sliceBytes(op.destination!, piece: t))
+            let traffic = op.kind == .copy ? 2.0 : 3.0
+            events.schedule(.complete, at: now + duration(bytes: bytes * traffic, rate: memoryRate[rank]), id: Int32(g))
+        case .send, .recv:
+            if let next = queueSuccessor(g, rank: rank, op: globalOp - opBase[rank]) {
+                pending[next] -= 1
+                if pending[next] == 0 { ready.append(next) }
+            }
+            guard let other = match(g, rank: rank, op: op) else { return }
+            partner[g] = Int32(other)
+            partner[other] = Int32(g)
+            if posted[other] {
+                let send = op.kind == .send ? g : other
+                if input.recordTrace {
+                    startedAt[g] = now
+                    startedAt[other] = now
+                }
+                startTransfer(sendInstance: send, now)
+            }
+        }
+    }
+
+    /// The next instance in `g`'s message queue.
+    private func queueSuccessor(_ g: Int, rank: Int, op i: Int) -> Int? {
+        let t = g % pieces
+        if t % slices < slices - 1 { return g + 1 }
+        let next = graphs[rank].queueSuccessor[i]
+        guard next >= 0 else { return nil }
+        let k = t / slices
+        return (opBase[rank] + Int(next)) * pieces + k * slices
+    }
+
+    /// The instance at the peer that `g` pairs with, by queue position.
+    private mutating func match(_ g: Int, rank: Int, op: Op) -> Int? {
+        let globalOp = g / pieces
+        let peer = Int(op.peer)
+        let key = Self.queueKey(send: op.kind != .send, peer: rank, channel: Int(op.channel))
+        let q = Int(queueIndex[globalOp])
+        guard peer >= 0, peer < ranks, let queue = queues[peer][key], q < queue.count else {
+            failure = .stalled("rank \(rank) op \(globalOp - opBase[rank]) (\(op.summary)) has no matching \(op.kind == .send ? "receive" : "send") at rank \(peer); verify the schedule first (chorus verify)")
+            return nil
+        }
+        return (opBase[peer] + Int(queue[q])) * pieces + g % pieces
+    }
+
+    private mutating func startTransfer(sendInstance s: Int, _ now: Picoseconds) {
+        let a = Int(rankOfOp[s / pieces])
+        let r = Int(partner[s])
+        let b = Int(rankOfOp[r / pieces])
+        guard let route = routeEntry(a, b) else { return }
+        let begin = max(now, engineFree[a]) + route.overhead
+        engineFree[a] = begin
+        messageCount += 1
+        events.schedule(.flowStart, at: begin, id: Int32(s))
+    }
+
+    private mutating func beginFlow(sendInstance s: Int, _ now: Picoseconds) {
+        let a = Int(rankOfOp[s / pieces])
+        let b = Int(rankOfOp[Int(partner[s]) / pieces])
+        let route = routeEntry(a, b)!
+        let bytes = messageBytes(s)
+        if bytes == 0 || route.route < 0 {
+            // Nothing to carry, or two ranks on one node: a memory copy.
+            let copy = bytes == 0 ? 0 : duration(bytes: Double(bytes) * 2, rate: memoryRate[a])
+            events.schedule(.delivered, at: now + route.latency + copy, id: Int32(s), version: 1)
+            return
+        }
+        let f = network.start(bytes: Double(bytes), route: route.route, now: now)
+        if Int(f) == flowSend.count {
+            flowSend.append(Int32(s))
+            flowLatency.append(route.latency)
+        } else {
+            flowSend[Int(f)] = Int32(s)
+            flowLatency[Int(f)] = route.latency
+        }
+    }
+
+    private mutating func complete(_ g: Int, _ now: Picoseconds) {
+        completed += 1
+        finishTime = max(finishTime, now)
+        let globalOp = g / pieces, t = g % pieces
+        let rank = Int(rankOfOp[globalOp])
+        let i = globalOp - opBase[rank]
+        if input.recordTrace {
+            slicesRecorded.append(TraceSlice(rank: Int32(rank), op: Int32(i), piece: Int32(t), start: startedAt[g], end: now))
+        }
+        for j in graphs[rank].successors(of: i) {
+            let next = (opBase[rank] + Int(j)) * pieces + t
+            pending[next] -= 1
+            if pending[next] == 0 { ready.append(next) }
+        }
+    }
+
+    // MARK: - Sizes and routes
+
+    @inline(__always)
+    private func duration(bytes: Double, rate: Double) -> Picoseconds {
+        bytes <= 0 ? 0 : Picoseconds((bytes / rate).rounded(.up))
+    }
+
+    private func sliceBytes(_ slice: BufferSlice, piece t: Int) -> Int {
+        var elements = 0
+        let layout = plan.schedule.layout
+        slice.chunks.forEach { c in
+            elements += layout.elements(ofChunk: c, piece: t, of: pieces, blockElements: input.blockElements).count
+        }
+        return elements * input.elementSize
+    }
+
+    /// Bytes of the message a send instance carries.
+    private func messageBytes(_ s: Int) -> Int {
+        let globalOp = s / pieces
+        let rank = Int(rankOfOp[globalOp])
+        return sliceBytes(programs[rank].ops[globalOp - opBase[rank]].source!, piece: s % pieces)
+    }
+
+    private mutating func routeEntry(_ a: Int, _ b: Int) -> RouteEntry? {
+        let key = (Int64(a) << 32) | Int64(b)
+        if let cached = routeCache[key] { return cached }
+        let from = topology.ranks[a], to = topology.ranks[b]
+        guard let set = router.routes(from: from, to: to, flow: UInt64(bitPattern: key)) else {
+            failure = .unreachable(from: a, to: b, detail: "no path from \(topology.nodes[from.index].name) to \(topology.nodes[to.index].name) in \(topology.name)")
+            return nil
+        }
+        let cost = topology.cost(of: set, calibration: input.calibration)
+        var shares: [Int32: Double] = [:]
+        var order: [Int32] = []
+        func add(_ r: Int32, _ s: Double) {
+            if shares[r] == nil { order.append(r) }
+            shares[r, default: 0] += s
+        }
+        for a in set.arcs where a.share > 0 {
+            add(a.arc.rawValue, a.share)
+            let link = topology.link(a.arc)
+            guard link.kind.isNetwork else { continue }
+            let tail = nicResource[topology.tail(a.arc).index], head = nicResource[topology.head(a.arc).index]
+            if tail >= 0 { add(tail, a.share) }
+            if head >= 0 { add(head + 1, a.share) }
+        }
+        let route = order.isEmpty ? -1 : network.addRoute(order.map { ($0, shares[$0]!) })
+        let entry = RouteEntry(route: route, latency: .from(cost.latency), overhead: .from(cost.overhead))
+        routeCache[key] = entry
+        return entry
+    }
+
+    // MARK: - Reports
+
+    private func usage() -> [ResourceUsage] {
+        var out: [ResourceUsage] = []
+        let nics = Dictionary(uniqueKeysWithValues: nicResource.enumerated().filter { $0.element >= 0 }.map { ($0.element, $0.offset) })
+        for r in 0..<network.resourceCount where network.carried[r] > 0 {
+            let capacity = Bandwidth(bytesPerSecond: network.capacity[r] * 1e12)
+            if r < topology.arcCount {
+                let arc = ArcID(rawValue: Int32(r))
+                out.append(ResourceUsage(name: topology.describe(arc), kind: topology.link(arc).kind.rawValue,
+                                         capacity: capacity, bytes: network.carried[r]))
+            } else {
+                let outbound = (r - topology.arcCount) % 2 == 0
+                let node = nics[Int32(outbound ? r : r - 1)]!
+                out.append(ResourceUsage(name: "\(topology.nodes[node].name) \(outbound ? "injection" : "ejection")", kind: "nic",
+                                         capacity: capacity, bytes: network.carried[r]))
+            }
+        }
+        return out
+    }
+
+    private func describeStall() -> String {
+        for r in 0..<ranks {
+            for (i, op) in programs[r].ops.enumerated() {
+                let g = (opBase[r] + i) * pieces
+                if !posted[g] || pending[g] > 0 {
+                    return "rank \(r) op \(i) (\(op.summary)) never ran; \(completed) of \(pending.count) op instances completed. An unverified schedule can deadlock: check it with 'chorus verify'"
+                }
+            }
+        }
+        return "\(completed) of \(pending.count) op instances completed"
+    }
+}
