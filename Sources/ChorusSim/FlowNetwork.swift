@@ -47,6 +47,7 @@ struct FlowNetwork {
     private var weight: [Double]
     private var heapVersion: [UInt32]
     private var componentFlows: [Int32] = []
+    private var levelHeap = LevelHeap()
     private var componentResources: [Int32] = []
 
     init(capacities: [Double]) {
@@ -137,8 +138,12 @@ struct FlowNetwork {
         componentFlows.removeAll(keepingCapacity: true)
         componentResources.removeAll(keepingCapacity: true)
         // Breadth-first over resources and flows, compacting finished flows away.
-        var queue = dirty
-        dirty.removeAll(keepingCapacity: true)
+        var queue: [Int32] = []
+        swap(&queue, &dirty)
+        defer {
+            queue.removeAll(keepingCapacity: true)
+            swap(&queue, &dirty)
+        }
         var head = 0
         while head < queue.count {
             let r = Int(queue[head])
@@ -146,7 +151,8 @@ struct FlowNetwork {
             if stamp[r] == gen { continue }
             stamp[r] = gen
             componentResources.append(Int32(r))
-            var list = flowsOn[r]
+            var list: [Int32] = []
+            swap(&list, &flowsOn[r])  // move out and back: no copy
             var kept = 0
             for f in list where active[Int(f)] {
                 list[kept] = f
@@ -160,7 +166,7 @@ struct FlowNetwork {
                 }
             }
             list.removeLast(list.count - kept)
-            flowsOn[r] = list
+            swap(&list, &flowsOn[r])
         }
         guard !componentFlows.isEmpty else { return }
 
@@ -182,6 +188,11 @@ struct FlowNetwork {
             for j in resources(ofRoute: routeOf[Int(f)]) { weight[Int(routeResources[j])] += routeShares[j] }
         }
         var heap = LevelHeap()
+        swap(&heap, &levelHeap)
+        defer {
+            heap.removeAll()
+            swap(&heap, &levelHeap)
+        }
         for r in componentResources where weight[Int(r)] > 0 {
             heapVersion[Int(r)] &+= 1
             heap.push(level: capacity[Int(r)] / weight[Int(r)], resource: r, version: heapVersion[Int(r)])
@@ -233,6 +244,8 @@ private struct LevelHeap {
     }
 
     private var items: [Entry] = []
+
+    mutating func removeAll() { items.removeAll(keepingCapacity: true) }
 
     @inline(__always)
     private static func less(_ a: Entry, _ b: Entry) -> Bool {

@@ -17,14 +17,21 @@ struct SimulationRun {
     let pieces: Int
     let slices: Int
 
-    private var programs: [RankProgram]
-    private var graphs: [ProgramGraph]
+    // Each op, by global index, in compact arrays (the programs themselves are dropped after
+    // set-up): kind, peer, channel, whether it reduces, and the chunks its message or write covers.
+    private let opKind: [Op.Kind]
+    private let opReducing: [Bool]
+    private let opChunks: [ChunkList]
+    /// Dependencies as global op indices: the ops that wait for op `g` are
+    /// `successorList[successorOffsets[g] ..< successorOffsets[g + 1]]` (from `ProgramGraph`).
+    private let successorOffsets: [Int32]
+    private let successorList: [Int32]
+    /// The next op in each message op's queue, or `-1`.
+    private let queueNext: [Int32]
+    /// The op each send or receive pairs with at its peer, or `-1` if it has none.
+    private let partnerOp: [Int32]
     private var opBase: [Int]
     private var rankOfOp: [Int32]
-    /// Each message op's position in its (direction, peer, channel) queue.
-    private var queueIndex: [Int32]
-    /// Per rank: (direction, peer, channel) → the ops of that queue, in order.
-    private var queues: [[Int64: [Int32]]]
 
     private var pending: [Int32]
     private var posted: [Bool]
@@ -52,6 +59,7 @@ struct SimulationRun {
     /// Resource index of each NIC's outbound direction (inbound is the next), `-1` for other nodes.
     private let nicResource: [Int32]
     private var failure: SimulationError?
+    private var drainScratch: [(Int32, Picoseconds, UInt32)] = []
     private var slicesRecorded: [TraceSlice] = []
 
     init(plan: Plan, input: SimulationInput, topology: Topology, router: Router) throws {
@@ -66,8 +74,8 @@ struct SimulationRun {
         slices = plan.slices(blockElements: input.blockElements, elementSize: input.elementSize)
         pieces = plan.channels * slices
 
-        programs = schedule.allPrograms()
-        graphs = ProgramGraph.all(schedule, programs: programs)
+        let programs = schedule.allPrograms()
+        let graphs = ProgramGraph.all(schedule, programs: programs)
         var base = [Int](repeating: 0, count: n + 1)
         for r in 0..<n { base[r + 1] = base[r] + programs[r].count }
         opBase = base
@@ -76,32 +84,61 @@ struct SimulationRun {
             throw SimulationError.tooLarge("the plan has \(totalOps) ops in \(pieces) pieces each, more than the \(Int32.max) op instances one simulation holds; use fewer ranks, channels or a larger slice")
         }
         var rankOfOp = [Int32](repeating: 0, count: totalOps)
-        var queueIndex = [Int32](repeating: -1, count: totalOps)
+        var opKind: [Op.Kind] = [], opReducing: [Bool] = [], opChunks: [ChunkList] = []
+        opKind.reserveCapacity(totalOps); opReducing.reserveCapacity(totalOps); opChunks.reserveCapacity(totalOps)
+        var successorOffsets = [Int32](repeating: 0, count: totalOps + 1)
+        var successorList: [Int32] = []
+        successorList.reserveCapacity(totalOps * 2)
+        var queueNext = [Int32](repeating: -1, count: totalOps)
+        var hasQueuePrevious = [Bool](repeating: false, count: totalOps)
+        var predecessorCount = [Int32](repeating: 0, count: totalOps)
+        // Per rank: (direction, peer, channel) → that queue's ops (global indices), in order.
         var queues = [[Int64: [Int32]]](repeating: [:], count: n)
-        for r in 0..<n {
-            for (i, op) in programs[r].ops.enumerated() {
-                rankOfOp[base[r] + i] = Int32(r)
-                guard op.kind == .send || op.kind == .recv else { continue }
-                let key = Self.queueKey(send: op.kind == .send, peer: Int(op.peer), channel: Int(op.channel))
-                queueIndex[base[r] + i] = Int32(queues[r][key]?.count ?? 0)
-                queues[r][key, default: []].append(Int32(i))
-            }
-        }
-        self.rankOfOp = rankOfOp
-        self.queueIndex = queueIndex
-        self.queues = queues
-
-        let instances = totalOps * pieces
-        var pending = [Int32](repeating: 0, count: instances)
         for r in 0..<n {
             let graph = graphs[r]
             for (i, op) in programs[r].ops.enumerated() {
-                let deps = Int32(graph.predecessors(of: i).count)
-                let message = op.kind == .send || op.kind == .recv
-                for t in 0..<pieces {
-                    let hasQueuePredecessor = message && (t % slices > 0 || graph.queuePredecessor[i] >= 0)
-                    pending[(base[r] + i) * pieces + t] = deps + (hasQueuePredecessor ? 1 : 0)
+                let g = base[r] + i
+                rankOfOp[g] = Int32(r)
+                opKind.append(op.kind)
+                opReducing.append(op.reducing)
+                opChunks.append((op.kind == .send ? op.source! : op.destination!).chunks)
+                for j in graph.successors(of: i) { successorList.append(Int32(base[r] + Int(j))) }
+                successorOffsets[g + 1] = Int32(successorList.count)
+                predecessorCount[g] = Int32(graph.predecessors(of: i).count)
+                if graph.queueSuccessor[i] >= 0 { queueNext[g] = Int32(base[r] + Int(graph.queueSuccessor[i])) }
+                hasQueuePrevious[g] = graph.queuePredecessor[i] >= 0
+                guard op.kind == .send || op.kind == .recv else { continue }
+                queues[r][Self.queueKey(send: op.kind == .send, peer: Int(op.peer), channel: Int(op.channel)), default: []].append(Int32(g))
+            }
+        }
+        // Pair the q-th send from a to b on a channel with the q-th receive at b from a on it.
+        var partnerOp = [Int32](repeating: -1, count: totalOps)
+        for r in 0..<n {
+            for (key, sends) in queues[r] where key >> 62 == 1 {
+                let peer = Int((key >> 24) & 0xFF_FFFF), channel = Int(key & 0xFF_FFFF)
+                guard peer < n, let receives = queues[peer][Self.queueKey(send: false, peer: r, channel: channel)] else { continue }
+                for (s, q) in zip(sends, receives) {
+                    partnerOp[Int(s)] = q
+                    partnerOp[Int(q)] = s
                 }
+            }
+        }
+        self.rankOfOp = rankOfOp
+        self.opKind = opKind
+        self.opReducing = opReducing
+        self.opChunks = opChunks
+        self.successorOffsets = successorOffsets
+        self.successorList = successorList
+        self.queueNext = queueNext
+        self.partnerOp = partnerOp
+
+        let instances = totalOps * pieces
+        var pending = [Int32](repeating: 0, count: instances)
+        for g in 0..<totalOps {
+            let message = opKind[g] == .send || opKind[g] == .recv
+            for t in 0..<pieces {
+                let hasQueuePredecessor = message && (t % slices > 0 || hasQueuePrevious[g])
+                pending[g * pieces + t] = predecessorCount[g] + (hasQueuePredecessor ? 1 : 0)
             }
         }
         self.pending = pending
@@ -142,8 +179,11 @@ struct SimulationRun {
         while failure == nil {
             if network.hasChanges {
                 var due: [(Int32, Picoseconds, UInt32)] = []
+                swap(&due, &drainScratch)
                 network.reallocate(now: now) { due.append(($0, $1, $2)) }
                 for (f, t, v) in due { events.schedule(.flowDrained, at: t, id: f, version: v) }
+                due.removeAll(keepingCapacity: true)
+                swap(&due, &drainScratch)
             }
             guard let first = events.pop() else { break }
             now = first.time
@@ -184,9 +224,8 @@ struct SimulationRun {
             let r = Int(partner[s])
             complete(s, now)
             let rank = Int(rankOfOp[r / pieces])
-            let op = programs[rank].ops[r / pieces - opBase[rank]]
             let bytes = messageBytes(s)
-            if op.reducing && bytes > 0 {
+            if opReducing[r / pieces] && bytes > 0 {
                 events.schedule(.complete, at: now + duration(bytes: Double(bytes) * 3, rate: memoryRate[rank]), id: Int32(r))
             } else {
                 complete(r, now)
@@ -207,22 +246,22 @@ struct SimulationRun {
         if input.recordTrace { startedAt[g] = now }
         let globalOp = g / pieces, t = g % pieces
         let rank = Int(rankOfOp[globalOp])
-        let op = programs[rank].ops[globalOp - opBase[rank]]
-        switch op.kind {
+        let kind = opKind[globalOp]
+        switch kind {
         case .copy, .reduce:
-            let bytes = Double(sliceBytes(op.destination!, piece: t))
-            let traffic = op.kind == .copy ? 2.0 : 3.0
+            let bytes = Double(sliceBytes(opChunks[globalOp], piece: t))
+            let traffic = kind == .copy ? 2.0 : 3.0
             events.schedule(.complete, at: now + duration(bytes: bytes * traffic, rate: memoryRate[rank]), id: Int32(g))
         case .send, .recv:
-            if let next = queueSuccessor(g, rank: rank, op: globalOp - opBase[rank]) {
+            if let next = queueSuccessor(g) {
                 pending[next] -= 1
                 if pending[next] == 0 { ready.append(next) }
             }
-            guard let other = match(g, rank: rank, op: op) else { return }
+            guard let other = match(g, rank: rank) else { return }
             partner[g] = Int32(other)
             partner[other] = Int32(g)
             if posted[other] {
-                let send = op.kind == .send ? g : other
+                let send = kind == .send ? g : other
                 if input.recordTrace {
                     startedAt[g] = now
                     startedAt[other] = now
@@ -233,26 +272,26 @@ struct SimulationRun {
     }
 
     /// The next instance in `g`'s message queue.
-    private func queueSuccessor(_ g: Int, rank: Int, op i: Int) -> Int? {
+    @inline(__always)
+    private func queueSuccessor(_ g: Int) -> Int? {
         let t = g % pieces
         if t % slices < slices - 1 { return g + 1 }
-        let next = graphs[rank].queueSuccessor[i]
+        let next = queueNext[g / pieces]
         guard next >= 0 else { return nil }
-        let k = t / slices
-        return (opBase[rank] + Int(next)) * pieces + k * slices
+        return Int(next) * pieces + (t / slices) * slices
     }
 
-    /// The instance at the peer that `g` pairs with, by queue position.
-    private mutating func match(_ g: Int, rank: Int, op: Op) -> Int? {
+    /// The instance at the peer that `g` pairs with.
+    private mutating func match(_ g: Int, rank: Int) -> Int? {
         let globalOp = g / pieces
-        let peer = Int(op.peer)
-        let key = Self.queueKey(send: op.kind != .send, peer: rank, channel: Int(op.channel))
-        let q = Int(queueIndex[globalOp])
-        guard peer >= 0, peer < ranks, let queue = queues[peer][key], q < queue.count else {
-            failure = .stalled("rank \(rank) op \(globalOp - opBase[rank]) (\(op.summary)) has no matching \(op.kind == .send ? "receive" : "send") at rank \(peer); verify the schedule first (chorus verify)")
+        let other = partnerOp[globalOp]
+        guard other >= 0 else {
+            let i = globalOp - opBase[rank]
+            let op = plan.schedule.program(for: rank).ops[i]
+            failure = .stalled("rank \(rank) op \(i) (\(op.summary)) has no matching \(op.kind == .send ? "receive" : "send") at rank \(op.peer); verify the schedule first (chorus verify)")
             return nil
         }
-        return (opBase[peer] + Int(queue[q])) * pieces + g % pieces
+        return Int(other) * pieces + g % pieces
     }
 
     private mutating func startTransfer(sendInstance s: Int, _ now: Picoseconds) {
@@ -291,13 +330,12 @@ struct SimulationRun {
         completed += 1
         finishTime = max(finishTime, now)
         let globalOp = g / pieces, t = g % pieces
-        let rank = Int(rankOfOp[globalOp])
-        let i = globalOp - opBase[rank]
         if input.recordTrace {
-            slicesRecorded.append(TraceSlice(rank: Int32(rank), op: Int32(i), piece: Int32(t), start: startedAt[g], end: now))
+            let rank = Int(rankOfOp[globalOp])
+            slicesRecorded.append(TraceSlice(rank: Int32(rank), op: Int32(globalOp - opBase[rank]), piece: Int32(t), start: startedAt[g], end: now))
         }
-        for j in graphs[rank].successors(of: i) {
-            let next = (opBase[rank] + Int(j)) * pieces + t
+        for j in Int(successorOffsets[globalOp])..<Int(successorOffsets[globalOp + 1]) {
+            let next = Int(successorList[j]) * pieces + t
             pending[next] -= 1
             if pending[next] == 0 { ready.append(next) }
         }
@@ -310,10 +348,10 @@ struct SimulationRun {
         bytes <= 0 ? 0 : Picoseconds((bytes / rate).rounded(.up))
     }
 
-    private func sliceBytes(_ slice: BufferSlice, piece t: Int) -> Int {
+    private func sliceBytes(_ chunks: ChunkList, piece t: Int) -> Int {
         var elements = 0
         let layout = plan.schedule.layout
-        slice.chunks.forEach { c in
+        chunks.forEach { c in
             elements += layout.elements(ofChunk: c, piece: t, of: pieces, blockElements: input.blockElements).count
         }
         return elements * input.elementSize
@@ -321,9 +359,7 @@ struct SimulationRun {
 
     /// Bytes of the message a send instance carries.
     private func messageBytes(_ s: Int) -> Int {
-        let globalOp = s / pieces
-        let rank = Int(rankOfOp[globalOp])
-        return sliceBytes(programs[rank].ops[globalOp - opBase[rank]].source!, piece: s % pieces)
+        sliceBytes(opChunks[s / pieces], piece: s % pieces)
     }
 
     private mutating func routeEntry(_ a: Int, _ b: Int) -> RouteEntry? {
@@ -378,7 +414,7 @@ struct SimulationRun {
 
     private func describeStall() -> String {
         for r in 0..<ranks {
-            for (i, op) in programs[r].ops.enumerated() {
+            for (i, op) in plan.schedule.program(for: r).ops.enumerated() {
                 let g = (opBase[r] + i) * pieces
                 if !posted[g] || pending[g] > 0 {
                     return "rank \(r) op \(i) (\(op.summary)) never ran; \(completed) of \(pending.count) op instances completed. An unverified schedule can deadlock: check it with 'chorus verify'"

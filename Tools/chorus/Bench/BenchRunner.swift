@@ -5,22 +5,6 @@ import ChorusSchedule
 import Glibc
 #endif
 
-/// One measured row: a size of one collective, type and op, in one placement.
-struct BenchRow {
-    var collective: Collective
-    var algorithm: String
-    var bytes: Int
-    var count: Int
-    var dataType: DataType
-    var op: ReduceOp
-    var root: Int
-    var inPlace: Bool
-    var timeMicroseconds: Double
-    var algbw: Double
-    var busbw: Double
-    var wrong: Int?
-}
-
 /// Runs the sweep on one rank; rank 0 writes the output.
 struct BenchRunner {
     let comm: Communicator
@@ -231,50 +215,17 @@ struct BenchRunner {
 
     // MARK: Output
 
-    private func printHeader(_ c: Collective) {
-        print("#")
-        print("# collective: \(c)")
-        print("#                                                              out-of-place                       in-place")
-        print("#       size         count      type   redop    root     time   algbw   busbw #wrong     time   algbw   busbw #wrong  algorithm")
-        print("#        (B)    (elements)                               (us)  (GB/s)  (GB/s)            (us)  (GB/s)  (GB/s)")
-    }
+    private func printHeader(_ c: Collective) { print(ResultTable.header(c)) }
 
     private func emit(_ pair: [BenchRow]) {
-        let a = pair[0], b = pair[1]
         if options.json {
-            for row in pair { print(jsonLine(row)) }
+            for row in pair { print(ResultTable.json(row, transport: comm.transportKind, ranks: comm.size)) }
         } else if options.csv {
-            if rows.count == 2 { print("collective,algorithm,transport,ranks,bytes,count,dtype,op,placement,time_us,algbw_gbps,busbw_gbps,wrong") }
-            for row in pair {
-                print([row.collective.rawValue, row.algorithm, comm.transportKind, String(comm.size), String(row.bytes), String(row.count),
-                       row.dataType.ncclName, row.op.rawValue, row.inPlace ? "in-place" : "out-of-place",
-                       format(row.timeMicroseconds, 2), format(row.algbw, 3), format(row.busbw, 3),
-                       row.wrong.map(String.init) ?? ""].joined(separator: ","))
-            }
+            if rows.count == 2 { print(ResultTable.csvHeader) }
+            for row in pair { print(ResultTable.csv(row, transport: comm.transportKind, ranks: comm.size)) }
         } else {
-            let root = a.collective.hasRoot ? String(a.root) : "-1"
-            var line = pad(String(a.bytes), 12) + "  " + pad(String(a.count), 12) + "  " + pad(a.dataType.ncclName, 8) + "  "
-            line += pad(a.collective.reduces ? a.op.rawValue : "none", 6) + "  " + pad(root, 6)
-            for row in [a, b] {
-                line += "  " + pad(format(row.timeMicroseconds, row.timeMicroseconds < 1000 ? 2 : 1), 7)
-                line += "  " + pad(format(row.algbw, 2), 6) + "  " + pad(format(row.busbw, 2), 6)
-                line += "  " + pad(row.wrong.map(String.init) ?? "N/A", 5)
-            }
-            print(line + "  " + a.algorithm)
+            print(ResultTable.line(outOfPlace: pair[0], inPlace: pair[1]))
         }
-    }
-
-    private func jsonLine(_ row: BenchRow) -> String {
-        func q(_ s: String) -> String { "\"" + s + "\"" }
-        let fields: [(String, String)] = [
-            ("collective", q(row.collective.rawValue)), ("algorithm", q(row.algorithm)), ("transport", q(comm.transportKind)),
-            ("ranks", String(comm.size)), ("bytes", String(row.bytes)), ("count", String(row.count)),
-            ("dtype", q(row.dataType.ncclName)), ("op", q(row.op.rawValue)),
-            ("placement", q(row.inPlace ? "in-place" : "out-of-place")), ("time_us", format(row.timeMicroseconds, 3)),
-            ("algbw_gbps", format(row.algbw, 4)), ("busbw_gbps", format(row.busbw, 4)),
-            ("wrong", row.wrong.map(String.init) ?? "null"),
-        ]
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
     }
 
     /// A progress line on standard error when it is a terminal (rank 0).
