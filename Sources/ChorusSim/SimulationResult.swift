@@ -17,6 +17,9 @@ public struct SimulationResult: Sendable {
     public var slices: [TraceSlice]
     public var channels: Int
     public var slicesPerCopy: Int
+    /// How long the simulation itself took: laying the plan out, then running the events. The
+    /// only field that differs between two runs of the same input.
+    public var wallClock: (setUp: Duration, events: Duration) = (.zero, .zero)
 
     /// The `count` resources with the highest utilisation over the whole run.
     public func busiest(_ count: Int) -> [ResourceUsage] {

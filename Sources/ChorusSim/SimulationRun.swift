@@ -74,6 +74,7 @@ struct SimulationRun {
         slices = plan.slices(blockElements: input.blockElements, elementSize: input.elementSize)
         pieces = plan.channels * slices
 
+        try Self.checkSize(plan, pieces: pieces)
         let programs = schedule.allPrograms()
         let graphs = ProgramGraph.all(schedule, programs: programs)
         var base = [Int](repeating: 0, count: n + 1)
@@ -159,6 +160,36 @@ struct SimulationRun {
         }
         self.nicResource = nicResource
         network = FlowNetwork(capacities: capacities)
+    }
+
+    /// Work the full event simulation can take on: op instances held, and chunk slots and chunk
+    /// visits while deriving dependencies (both grow with ranks squared for schedules that cut
+    /// the buffer into one chunk per rank, such as halving-doubling).
+    static let instanceBudget = 200_000_000
+    static let chunkWorkBudget = 2_000_000_000
+
+    /// Refuses, before any work, a plan whose full simulation would take hours, estimated from
+    /// rank 0's program.
+    static func checkSize(_ plan: Plan, pieces: Int) throws {
+        let schedule = plan.schedule
+        let program = schedule.program(for: 0)
+        var visits = 0
+        for op in program.ops {
+            if let s = op.source { visits += s.chunks.count }
+            if let d = op.destination { visits += d.chunks.count }
+        }
+        let layout = schedule.layout
+        let slots = layout.chunkCount(.input) + layout.chunkCount(.output) + layout.chunkCount(.scratch)
+        let n = schedule.ranks
+        let instances = program.count * n * pieces
+        let chunkWork = (slots + visits) * n
+        let advice = "use fewer ranks (--ranks), a coarser plan, or 'chorus plan' for the analytic model's estimate; aggregating symmetric ranks is not built yet"
+        if instances > instanceBudget {
+            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks is about \(instances) op instances (\(program.count) ops per rank x \(pieces) pieces), more than the \(instanceBudget) a full event simulation takes on; \(advice)")
+        }
+        if chunkWork > chunkWorkBudget {
+            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks cuts each buffer into \(layout.chunksPerBlock) chunks per block: deriving its dependencies means about \(chunkWork / 1_000_000) million chunk steps (\(slots + visits) per rank), more than the \(chunkWorkBudget / 1_000_000) million a full event simulation takes on; \(advice)")
+        }
     }
 
     @inline(__always)
@@ -349,12 +380,7 @@ struct SimulationRun {
     }
 
     private func sliceBytes(_ chunks: ChunkList, piece t: Int) -> Int {
-        var elements = 0
-        let layout = plan.schedule.layout
-        chunks.forEach { c in
-            elements += layout.elements(ofChunk: c, piece: t, of: pieces, blockElements: input.blockElements).count
-        }
-        return elements * input.elementSize
+        plan.schedule.layout.elementCount(of: chunks, piece: t, of: pieces, blockElements: input.blockElements) * input.elementSize
     }
 
     /// Bytes of the message a send instance carries.

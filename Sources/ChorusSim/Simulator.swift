@@ -1,7 +1,6 @@
 import ChorusCore
 import ChorusSchedule
 import ChorusTopology
-import Glibc
 
 /// What a simulation needs besides the plan: the message size and the figures that replace the
 /// topology's.
@@ -81,12 +80,12 @@ public final class Simulator {
     /// Simulates `plan` with `input`. `progress`, if given, is called now and then with the
     /// fraction of op instances completed.
     public func run(_ plan: Plan, _ input: SimulationInput, progress: ((Double) -> Void)? = nil) throws -> SimulationResult {
-        let t0 = ContinuousClock.now
+        let clock = ContinuousClock()
+        let start = clock.now
         var run = try SimulationRun(plan: plan, input: input, topology: topology, router: router)
-        let t1 = ContinuousClock.now
-        defer { if ProcessInfo_profile { print("setup \(t1 - t0), run \(ContinuousClock.now - t1)") } }
-        return try run.execute(progress: progress)
+        let laidOut = clock.now
+        var result = try run.execute(progress: progress)
+        result.wallClock = (setUp: laidOut - start, events: clock.now - laidOut)
+        return result
     }
 }
-
-let ProcessInfo_profile = getenv("CHORUS_SIM_PROFILE") != nil

@@ -238,3 +238,25 @@ private func ends(_ result: SimulationResult, rank: Int) -> [Double] {
         }
     }
 }
+
+@Suite struct ChunkCountingTests {
+    @Test func countingRunsMatchesCountingChunks() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let k = Int.random(in: 1...9, using: &generator), blocks = Int.random(in: 1...5, using: &generator)
+            let layout = ChunkLayout(chunksPerBlock: k, inputBlocks: blocks, outputBlocks: blocks)
+            let m = Int.random(in: 0...50, using: &generator)
+            let total = k * blocks
+            var runs: [Range<Int>] = []
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let a = Int.random(in: 0..<total, using: &generator), b = Int.random(in: a...total, using: &generator)
+                runs.append(a..<b)
+            }
+            let list = ChunkList(runs: runs)
+            let pieces = Int.random(in: 1...4, using: &generator), t = Int.random(in: 0..<pieces, using: &generator)
+            var expected = 0
+            list.forEach { expected += layout.elements(ofChunk: $0, piece: t, of: pieces, blockElements: m).count }
+            #expect(layout.elementCount(of: list, piece: t, of: pieces, blockElements: m) == expected, "k \(k) m \(m) runs \(runs) piece \(t)/\(pieces)")
+        }
+    }
+}

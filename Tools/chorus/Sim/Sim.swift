@@ -71,6 +71,8 @@ struct SimCommand: ParsableCommand {
     var calibrate: String?
     @Option(help: "Where --calibrate writes (standard output if omitted).")
     var output: String?
+    @Flag(help: "Say on standard error what each size simulated and how long the simulation took.")
+    var verbose = false
     @OptionGroup var parameters: TopologyParameterOptions
 
     func validate() throws {
@@ -167,6 +169,9 @@ struct SimCommand: ParsableCommand {
                     throw ExitCode(1)
                 }
                 clearProgress()
+                if verbose {
+                    printError("# \(c) \(ByteCount(bytes)): \(plan.schedule.algorithm), \(result.opInstances) op instances, \(result.messages) messages, \(result.events) events; simulated in \(result.wallClock.setUp.chorusDescription) set-up + \(result.wallClock.events.chorusDescription) events")
+                }
                 let rows = self.rows(c, plan: plan, bytes: bytes, type: type, op: reduceOp, ranks: n, time: result.time)
                 if !rows[0].busbw.isNaN { busbwSum += rows[0].busbw; busbwCount += 1 }
                 emit(rows, ranks: n, modelled: modelled, simulated: result.time)
