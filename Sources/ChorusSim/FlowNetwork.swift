@@ -48,6 +48,10 @@ struct FlowNetwork {
     private var heapVersion: [UInt32]
     private var componentFlows: [Int32] = []
     private var levelHeap = LevelHeap()
+    private var componentEnds: [Int] = []
+    private var bfsQueue: [Int32] = []
+    /// When each flow would drain at its current rate.
+    private var drainAt: [Picoseconds] = []
     private var componentResources: [Int32] = []
 
     init(capacities: [Double]) {
@@ -97,6 +101,7 @@ struct FlowNetwork {
             routeOf.append(route)
             flowStamp.append(0)
             assigned.append(0)
+            drainAt.append(.max)
         }
         for j in resources(ofRoute: route) {
             let r = Int(routeResources[j])
@@ -125,8 +130,9 @@ struct FlowNetwork {
     var hasChanges: Bool { !dirty.isEmpty }
 
     /// Recomputes the max-min rates of every component touched since the last call, as of `now`,
-    /// and reports each flow whose rate changed (with its new drain time) through `changed`.
-    mutating func reallocate(now: Picoseconds, _ changed: (_ flow: Int32, _ drainAt: Picoseconds, _ version: UInt32) -> Void) {
+    /// and reports, per component, the flows that drain first (with that time and their new
+    /// version) through `drains`: the caller schedules an event for each.
+    mutating func reallocate(now: Picoseconds, _ drains: (_ flow: Int32, _ drainAt: Picoseconds, _ version: UInt32) -> Void) {
         guard !dirty.isEmpty else { return }
         generation &+= 1
         if generation == 0 {
@@ -137,36 +143,47 @@ struct FlowNetwork {
         let gen = generation
         componentFlows.removeAll(keepingCapacity: true)
         componentResources.removeAll(keepingCapacity: true)
-        // Breadth-first over resources and flows, compacting finished flows away.
+        // Breadth-first over resources and flows, one component at a time, compacting finished
+        // flows away. `componentEnds[c]` is where component c's flows end in `componentFlows`.
+        var seeds: [Int32] = []
+        swap(&seeds, &dirty)
         var queue: [Int32] = []
-        swap(&queue, &dirty)
+        swap(&queue, &bfsQueue)
         defer {
+            seeds.removeAll(keepingCapacity: true)
+            swap(&seeds, &dirty)
             queue.removeAll(keepingCapacity: true)
-            swap(&queue, &dirty)
+            swap(&queue, &bfsQueue)
         }
-        var head = 0
-        while head < queue.count {
-            let r = Int(queue[head])
-            head += 1
-            if stamp[r] == gen { continue }
-            stamp[r] = gen
-            componentResources.append(Int32(r))
-            var list: [Int32] = []
-            swap(&list, &flowsOn[r])  // move out and back: no copy
-            var kept = 0
-            for f in list where active[Int(f)] {
-                list[kept] = f
-                kept += 1
-                if flowStamp[Int(f)] != gen {
-                    flowStamp[Int(f)] = gen
-                    componentFlows.append(f)
-                    for j in resources(ofRoute: routeOf[Int(f)]) where stamp[Int(routeResources[j])] != gen {
-                        queue.append(routeResources[j])
+        componentEnds.removeAll(keepingCapacity: true)
+        for seed in seeds where stamp[Int(seed)] != gen {
+            queue.removeAll(keepingCapacity: true)
+            queue.append(seed)
+            var head = 0
+            while head < queue.count {
+                let r = Int(queue[head])
+                head += 1
+                if stamp[r] == gen { continue }
+                stamp[r] = gen
+                componentResources.append(Int32(r))
+                var list: [Int32] = []
+                swap(&list, &flowsOn[r])  // move out and back: no copy
+                var kept = 0
+                for f in list where active[Int(f)] {
+                    list[kept] = f
+                    kept += 1
+                    if flowStamp[Int(f)] != gen {
+                        flowStamp[Int(f)] = gen
+                        componentFlows.append(f)
+                        for j in resources(ofRoute: routeOf[Int(f)]) where stamp[Int(routeResources[j])] != gen {
+                            queue.append(routeResources[j])
+                        }
                     }
                 }
+                list.removeLast(list.count - kept)
+                swap(&list, &flowsOn[r])
             }
-            list.removeLast(list.count - kept)
-            swap(&list, &flowsOn[r])
+            if componentEnds.last ?? 0 != componentFlows.count { componentEnds.append(componentFlows.count) }
         }
         guard !componentFlows.isEmpty else { return }
 
@@ -219,18 +236,29 @@ struct FlowNetwork {
                 }
             }
         }
-        for f in componentFlows {
-            let i = Int(f)
-            let r = flowStamp[i] == 0 ? assigned[i] : 0
-            flowStamp[i] = gen
-            if r != rate[i] || r == 0 {
+        // Only the flows that drain first in each component get an event: every other flow's
+        // rate changes when those finish (their component is recomputed then), so events for
+        // them would go stale. Every flow of a recomputed component gets a new version, which
+        // voids the events of its earlier recomputation.
+        var start = 0
+        for end in componentEnds {
+            var first = Picoseconds.max
+            for k in start..<end {
+                let i = Int(componentFlows[k])
+                let r = flowStamp[i] == 0 ? assigned[i] : 0
+                flowStamp[i] = gen
                 rate[i] = r
                 version[i] &+= 1
-                if r > 0 {
-                    let drain = remaining[i] <= 0 ? now : now + Picoseconds((remaining[i] / r).rounded(.up))
-                    changed(f, drain, version[i])
+                drainAt[i] = r > 0 ? (remaining[i] <= 0 ? now : now + Picoseconds((remaining[i] / r).rounded(.up))) : .max
+                first = min(first, drainAt[i])
+            }
+            if first < .max {
+                for k in start..<end where drainAt[Int(componentFlows[k])] == first {
+                    let f = componentFlows[k]
+                    drains(f, first, version[Int(f)])
                 }
             }
+            start = end
         }
     }
 }

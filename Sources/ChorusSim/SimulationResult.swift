@@ -11,6 +11,10 @@ public struct SimulationResult: Sendable {
     public var messages: Int
     /// Events the engine processed.
     public var events: Int
+    /// Of those, drain events made stale by a later change of the flow's rate.
+    public var staleEvents: Int
+    /// Max-min recomputations (one per instant at which flows started or ended).
+    public var reallocations: Int
     /// Every resource that carried bytes.
     public var usage: [ResourceUsage]
     /// One slice per op instance, when the input asked for a trace.

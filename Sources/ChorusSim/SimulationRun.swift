@@ -26,15 +26,19 @@ struct SimulationRun {
     /// `successorList[successorOffsets[g] ..< successorOffsets[g + 1]]` (from `ProgramGraph`).
     private let successorOffsets: [Int32]
     private let successorList: [Int32]
-    /// The next op in each message op's queue, or `-1`.
+    /// The next and the previous op in each message op's queue, or `-1`.
     private let queueNext: [Int32]
+    private let queuePrevious: [Int32]
     /// The op each send or receive pairs with at its peer, or `-1` if it has none.
     private let partnerOp: [Int32]
     private var opBase: [Int]
     private var rankOfOp: [Int32]
 
     private var pending: [Int32]
-    private var posted: [Bool]
+    /// Per instance: `posted`, and for sends `drained` (its last byte has left) and `parked`
+    /// (its flow waits for the previous message of its queue to drain).
+    private var flags: [UInt8]
+    private static let posted: UInt8 = 1, drained: UInt8 = 2, parked: UInt8 = 4
     private var partner: [Int32]
     private var startedAt: [Picoseconds]
     private var ready: [Int] = []
@@ -45,6 +49,8 @@ struct SimulationRun {
 
     private var events = EventQueue()
     private var eventCount = 0
+    private var staleCount = 0
+    private var reallocations = 0
     private var network: FlowNetwork
     private var flowSend: [Int32] = []
     private var flowLatency: [Picoseconds] = []
@@ -91,7 +97,7 @@ struct SimulationRun {
         var successorList: [Int32] = []
         successorList.reserveCapacity(totalOps * 2)
         var queueNext = [Int32](repeating: -1, count: totalOps)
-        var hasQueuePrevious = [Bool](repeating: false, count: totalOps)
+        var queuePrevious = [Int32](repeating: -1, count: totalOps)
         var predecessorCount = [Int32](repeating: 0, count: totalOps)
         // Per rank: (direction, peer, channel) → that queue's ops (global indices), in order.
         var queues = [[Int64: [Int32]]](repeating: [:], count: n)
@@ -107,7 +113,7 @@ struct SimulationRun {
                 successorOffsets[g + 1] = Int32(successorList.count)
                 predecessorCount[g] = Int32(graph.predecessors(of: i).count)
                 if graph.queueSuccessor[i] >= 0 { queueNext[g] = Int32(base[r] + Int(graph.queueSuccessor[i])) }
-                hasQueuePrevious[g] = graph.queuePredecessor[i] >= 0
+                if graph.queuePredecessor[i] >= 0 { queuePrevious[g] = Int32(base[r] + Int(graph.queuePredecessor[i])) }
                 guard op.kind == .send || op.kind == .recv else { continue }
                 queues[r][Self.queueKey(send: op.kind == .send, peer: Int(op.peer), channel: Int(op.channel)), default: []].append(Int32(g))
             }
@@ -131,6 +137,7 @@ struct SimulationRun {
         self.successorOffsets = successorOffsets
         self.successorList = successorList
         self.queueNext = queueNext
+        self.queuePrevious = queuePrevious
         self.partnerOp = partnerOp
 
         let instances = totalOps * pieces
@@ -138,12 +145,12 @@ struct SimulationRun {
         for g in 0..<totalOps {
             let message = opKind[g] == .send || opKind[g] == .recv
             for t in 0..<pieces {
-                let hasQueuePredecessor = message && (t % slices > 0 || hasQueuePrevious[g])
+                let hasQueuePredecessor = message && (t % slices > 0 || queuePrevious[g] >= 0)
                 pending[g * pieces + t] = predecessorCount[g] + (hasQueuePredecessor ? 1 : 0)
             }
         }
         self.pending = pending
-        posted = [Bool](repeating: false, count: instances)
+        flags = [UInt8](repeating: 0, count: instances)
         partner = [Int32](repeating: -1, count: instances)
         startedAt = input.recordTrace ? [Picoseconds](repeating: 0, count: instances) : []
         engineFree = [Picoseconds](repeating: 0, count: n)
@@ -212,6 +219,7 @@ struct SimulationRun {
                 var due: [(Int32, Picoseconds, UInt32)] = []
                 swap(&due, &drainScratch)
                 network.reallocate(now: now) { due.append(($0, $1, $2)) }
+                reallocations += 1
                 for (f, t, v) in due { events.schedule(.flowDrained, at: t, id: f, version: v) }
                 due.removeAll(keepingCapacity: true)
                 swap(&due, &drainScratch)
@@ -228,7 +236,7 @@ struct SimulationRun {
         if let failure { throw failure }
         guard completed == total else { throw SimulationError.stalled(describeStall()) }
         return SimulationResult(time: finishTime.duration, ranks: ranks, opInstances: total, messages: messageCount,
-                                events: eventCount, usage: usage(), slices: slicesRecorded,
+                                events: eventCount, staleEvents: staleCount, reallocations: reallocations, usage: usage(), slices: slicesRecorded,
                                 channels: plan.channels, slicesPerCopy: slices)
     }
 
@@ -239,10 +247,14 @@ struct SimulationRun {
             beginFlow(sendInstance: Int(e.id), now)
         case .flowDrained:
             let f = e.id
-            guard e.version == network.version[Int(f)] else { return }
+            guard e.version == network.version[Int(f)] else {
+                staleCount += 1
+                return
+            }
             let s = Int(flowSend[Int(f)])
             network.finish(f, bytes: Double(messageBytes(s)))
             events.schedule(.delivered, at: now + flowLatency[Int(f)], id: f, version: 0)
+            if let next = markDrained(s) { beginFlow(sendInstance: next, now) }
         case .delivered:
             // version 1: a message that used no network (id is its send instance).
             let s: Int
@@ -273,7 +285,7 @@ struct SimulationRun {
 
     /// Instance `g` has nothing left to wait for.
     private mutating func post(_ g: Int, _ now: Picoseconds) {
-        posted[g] = true
+        flags[g] |= Self.posted
         if input.recordTrace { startedAt[g] = now }
         let globalOp = g / pieces, t = g % pieces
         let rank = Int(rankOfOp[globalOp])
@@ -291,7 +303,7 @@ struct SimulationRun {
             guard let other = match(g, rank: rank) else { return }
             partner[g] = Int32(other)
             partner[other] = Int32(g)
-            if posted[other] {
+            if flags[other] & Self.posted != 0 {
                 let send = kind == .send ? g : other
                 if input.recordTrace {
                     startedAt[g] = now
@@ -310,6 +322,16 @@ struct SimulationRun {
         let next = queueNext[g / pieces]
         guard next >= 0 else { return nil }
         return Int(next) * pieces + (t / slices) * slices
+    }
+
+    /// The previous instance in `g`'s message queue.
+    @inline(__always)
+    private func queuePredecessor(_ g: Int) -> Int? {
+        let t = g % pieces
+        if t % slices > 0 { return g - 1 }
+        let previous = queuePrevious[g / pieces]
+        guard previous >= 0 else { return nil }
+        return Int(previous) * pieces + (t / slices) * slices + slices - 1
     }
 
     /// The instance at the peer that `g` pairs with.
@@ -336,25 +358,46 @@ struct SimulationRun {
         events.schedule(.flowStart, at: begin, id: Int32(s))
     }
 
-    private mutating func beginFlow(sendInstance s: Int, _ now: Picoseconds) {
-        let a = Int(rankOfOp[s / pieces])
-        let b = Int(rankOfOp[Int(partner[s]) / pieces])
-        let route = routeEntry(a, b)!
-        let bytes = messageBytes(s)
-        if bytes == 0 || route.route < 0 {
-            // Nothing to carry, or two ranks on one node: a memory copy.
+    /// A message whose sender has paid its overhead enters the network, unless the previous
+    /// message of its queue is still draining: one connection sends its messages in order, one
+    /// after another (FIFO per peer pair and channel), so they never share its bandwidth.
+    private mutating func beginFlow(sendInstance first: Int, _ now: Picoseconds) {
+        var s = first
+        while true {
+            if let previous = queuePredecessor(s), flags[previous] & Self.drained == 0 {
+                flags[s] |= Self.parked
+                return
+            }
+            flags[s] &= ~Self.parked
+            let a = Int(rankOfOp[s / pieces])
+            let b = Int(rankOfOp[Int(partner[s]) / pieces])
+            let route = routeEntry(a, b)!
+            let bytes = messageBytes(s)
+            if bytes > 0 && route.route >= 0 {
+                let f = network.start(bytes: Double(bytes), route: route.route, now: now)
+                if Int(f) == flowSend.count {
+                    flowSend.append(Int32(s))
+                    flowLatency.append(route.latency)
+                } else {
+                    flowSend[Int(f)] = Int32(s)
+                    flowLatency[Int(f)] = route.latency
+                }
+                return
+            }
+            // Nothing to carry, or two ranks on one node: a memory copy, off the network.
             let copy = bytes == 0 ? 0 : duration(bytes: Double(bytes) * 2, rate: memoryRate[a])
             events.schedule(.delivered, at: now + route.latency + copy, id: Int32(s), version: 1)
-            return
+            guard let next = markDrained(s) else { return }
+            s = next
         }
-        let f = network.start(bytes: Double(bytes), route: route.route, now: now)
-        if Int(f) == flowSend.count {
-            flowSend.append(Int32(s))
-            flowLatency.append(route.latency)
-        } else {
-            flowSend[Int(f)] = Int32(s)
-            flowLatency[Int(f)] = route.latency
-        }
+    }
+
+    /// Records that send `s` has drained; returns the next message of its queue if it was
+    /// waiting for that.
+    private mutating func markDrained(_ s: Int) -> Int? {
+        flags[s] |= Self.drained
+        guard let next = queueSuccessor(s), flags[next] & Self.parked != 0 else { return nil }
+        return next
     }
 
     private mutating func complete(_ g: Int, _ now: Picoseconds) {
@@ -442,7 +485,7 @@ struct SimulationRun {
         for r in 0..<ranks {
             for (i, op) in plan.schedule.program(for: r).ops.enumerated() {
                 let g = (opBase[r] + i) * pieces
-                if !posted[g] || pending[g] > 0 {
+                if flags[g] & Self.posted == 0 || pending[g] > 0 {
                     return "rank \(r) op \(i) (\(op.summary)) never ran; \(completed) of \(pending.count) op instances completed. An unverified schedule can deadlock: check it with 'chorus verify'"
                 }
             }
