@@ -16,17 +16,21 @@ public struct Estimate: Sendable {
 /// proportion to its share (so links that concurrent messages of the step share count as
 /// shared), and takes
 ///
-///     step = max(comm, reduce, (P − 1)·m·o) + (α + m·o + min(comm, reduce)) / P
+///     step = max(comm, reduce, P·m·o, α + o' + (comm + reduce) / P)
 ///
 /// where α is the largest route latency (sum of link latencies), `o` the per-message overhead of
 /// the route's bottleneck link kind (`LinkKind.defaultMessageOverhead`, or a calibration's
 /// alpha), `m` the messages a rank posts per step, `comm` the busiest arc's load over its
 /// capacity, `reduce` the time to add what arrives at the node's memory bandwidth (read two,
 /// write one), and `P` the slices per message. Slices pipeline across steps (slice p of a step
-/// waits only for slice p of the step before), so with P slices latency, overhead and the
-/// smaller of transfer and reduction are paid once per slice rather than per step, while the
-/// sender still posts every slice in turn; with P = 1 this is α + m·o + comm + reduce. The
-/// simulator (`ChorusSim`) shows the same on an uncontended ring. Pipelined phases (chains, trees) cost `(depth + P − 1)` stages of
+/// waits only for slice p of the step before), so in the steady state a step costs what its
+/// busiest resource needs (the link: comm; memory: reduce; the sender's engine, which posts
+/// every slice in turn: P·m·o) unless one slice's own chain through the step (latency,
+/// posting o', its share of transfer and reduction) is longer. The chain posts one message
+/// (o' = o) when steps follow one another, since each of a step's m messages then starts its
+/// own chain, and waits for all m postings (o' = m·o) in a phase of a single step; with P = 1
+/// the chain is the whole step. The simulator (`ChorusSim`) agrees on uncontended rings and
+/// hypercubes (a test). Pipelined phases (chains, trees) cost `(depth + P − 1)` stages of
 /// one slice each.
 ///
 /// It never walks a whole schedule: phases are evaluated on a sample of ranks (all of them up to
@@ -140,7 +144,10 @@ public final class CostModel {
             var time: Double
             switch phase.overlap {
             case .steps:
-                let step = messages == 0 ? 0 : max(comm, reduce, (slices - 1) * m * overhead) + (alpha + m * overhead + min(comm, reduce)) / slices
+                // One slice's chain through a step posts one message, unless the phase is a single step
+                // (nothing to overlap with): then its last message waits for all m postings.
+                let posting = phase.steps > 1 ? overhead : m * overhead
+                let step = messages == 0 ? 0 : max(comm, reduce, slices * m * overhead, alpha + posting + (comm + reduce) / slices)
                 time = Double(phase.steps) * step
             case .pipeline(let depth):
                 let stage = messages == 0 ? 0 : alpha + m * overhead + (comm + reduce) / slices
