@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
         .library(name: "ChorusTransportSHM", targets: ["ChorusTransportSHM"]),
         .library(name: "Chorus", targets: ["Chorus"]),
+        // The C API: libChorusC.so, with include/chorus.h.
+        .library(name: "ChorusC", type: .dynamic, targets: ["ChorusC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -76,6 +78,9 @@ let package = Package(
                            "ChorusExec", "ChorusTransport", "ChorusTransportSHM", "ChorusTransportTCP"],
             exclude: ["README.md"]
         ),
+
+        // MARK: - Layer 5: the C API
+        .target(name: "ChorusC", dependencies: ["Chorus", "ChorusCore"], exclude: ["README.md"]),
 
         // MARK: - Tools
         .executableTarget(

@@ -5,6 +5,9 @@ set -euo pipefail
 
 packages=(
   iproute2          # network namespaces for the multi-host tests (Tools/netns-hosts.sh)
+  gcc g++           # the C API's example and tests (C11 and C++17 against include/chorus.h)
+  pkg-config        # the C API's chorus.pc
+  python3-numpy     # the Python binding's tests and training-loop example
 )
 
 missing=()
