@@ -86,6 +86,19 @@ check(comm.split(None) is None, "split with no color gives None")
 if halves is not None:
     halves.close()
 
+# A second communicator the NCCL way: rank 0 makes a unique id, the job's first communicator
+# carries it to the others, everyone joins by rank with a timeout.
+uid = bytearray(chorus.unique_id() if r == 0 else bytes(128))
+comm.broadcast(uid, root=0)
+check(uid.startswith(b"chorus1 "), "unique id text")
+with chorus.Communicator(r, n, bytes(uid), timeout=60) as second:
+    check((second.rank, second.size) == (r, n), "init by rank")
+    x = array.array("d", [1.5] * 10)
+    second.all_reduce(x)
+    check(all(v == 1.5 * n for v in x), "all-reduce on the communicator made from a unique id")
+raises(ValueError, None, "128 bytes", lambda: chorus.Communicator(r, n, b"short"))
+raises(chorus.ChorusError, 1, "chorusGetUniqueId", lambda: chorus.Communicator(r, n, bytes(128)))
+
 # Errors: raised with the library's message, the communicator still usable after refusals.
 raises(TypeError, None, "buffer protocol", lambda: comm.all_reduce("not a buffer"))
 raises(ValueError, None, "op 'median'", lambda: comm.all_reduce(a, op="median"))
