@@ -3,6 +3,7 @@ import ChorusExec
 import ChorusSchedule
 import ChorusSelect
 import ChorusTransport
+import ChorusTransport
 import Synchronization
 
 /// A group of ranks that run collectives together: the handle a training runtime holds.
@@ -31,8 +32,19 @@ public final class Communicator: @unchecked Sendable {
     /// This rank, `0..<size`.
     public let rank: Int
     public let size: Int
-    /// The transport's name (`inproc`, `shm`, `tcp`, ...).
+    /// The transport's name (`inproc`, `shm`, `tcp`, ...; `tcp+shm` when the pair decides).
     public var transportKind: String { engine.transport.kind }
+
+    /// The transport that carries messages between this rank and `peer` (`self` for this rank):
+    /// with ranks on several hosts, `shm` inside a host and `tcp` between hosts.
+    public func transportKind(to peer: Int) -> String {
+        guard (0..<size).contains(peer) else { return "none" }
+        let world = worldRanks?[peer] ?? peer
+        let me = worldRanks?[rank] ?? rank
+        if world == me { return "self" }
+        if let routed = engine.transport as? PeerRoutedTransport { return routed.kind(of: world) }
+        return engine.transport.kind
+    }
 
     let engine: Engine
     /// Transport rank of each communicator rank; `nil` when they are the same.

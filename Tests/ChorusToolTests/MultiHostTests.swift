@@ -35,52 +35,74 @@ struct MultiHostTests {
         return p.terminationStatus
     }
 
+    /// Runs `arguments` as 2 ranks on each of `hostCount` namespace hosts; returns each rank's
+    /// standard output after checking every rank exited 0.
+    func launch(hostCount: Int, prefix: String, subnet: String, _ arguments: [String]) throws -> [String] {
+        let ranks = hostCount * 2
+        let port = 20000 + Int.random(in: 0..<20000)
+        var processes: [(Process, Pipe, Pipe)] = []
+        for r in 0..<ranks {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ipTool!)
+            p.arguments = ["netns", "exec", "\(prefix)-h\(r / 2 + 1)", chorusExecutable] + arguments
+            var env = ProcessInfo.processInfo.environment
+            env["RANK"] = String(r)
+            env["WORLD_SIZE"] = String(ranks)
+            env["LOCAL_RANK"] = String(r % 2)
+            if hostCount == 2 {
+                // torchrun-style variables, unchanged.
+                env["MASTER_ADDR"] = "\(subnet).1"
+                env["MASTER_PORT"] = String(port)
+            } else {
+                env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
+            }
+            env["CHORUS_JOB_TOKEN"] = prefix
+            env["CHORUS_TIMEOUT"] = "60"
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            processes.append((p, out, err))
+        }
+        var outputs: [String] = []
+        for (p, out, err) in processes {
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(errors)")
+            outputs.append(text)
+        }
+        return outputs
+    }
+
     @Test(arguments: [2, 4])
     func benchChecksEveryCollectiveAcrossHosts(hostCount: Int) throws {
         let prefix = "ch\(getpid() % 100000)x\(hostCount)"
         let subnet = "10.213.\(Int(getpid()) % 200 + hostCount)"
         try hosts(hostCount, prefix: prefix, subnet: subnet) {
             let ranks = hostCount * 2
-            let port = 20000 + Int.random(in: 0..<20000)
-            var processes: [(Process, Pipe, Pipe)] = []
-            for r in 0..<ranks {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: ipTool!)
-                p.arguments = ["netns", "exec", "\(prefix)-h\(r / 2 + 1)", chorusExecutable, "bench", "--collective", "all",
-                               "-b", "4", "-e", "64K", "-f", "16", "-n", "2", "-w", "1"]
-                var env = ProcessInfo.processInfo.environment
-                env["RANK"] = String(r)
-                env["WORLD_SIZE"] = String(ranks)
-                env["LOCAL_RANK"] = String(r % 2)
-                if hostCount == 2 {
-                    // torchrun-style variables, unchanged.
-                    env["MASTER_ADDR"] = "\(subnet).1"
-                    env["MASTER_PORT"] = String(port)
-                } else {
-                    env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
-                }
-                env["CHORUS_JOB_TOKEN"] = prefix
-                env["CHORUS_TIMEOUT"] = "60"
-                p.environment = env
-                let out = Pipe(), err = Pipe()
-                p.standardOutput = out
-                p.standardError = err
-                try p.run()
-                processes.append((p, out, err))
-            }
-            var outputs: [String] = []
-            for (p, out, err) in processes {
-                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                p.waitUntilExit()
-                #expect(p.terminationStatus == 0, "\(errors)")
-                outputs.append(text)
-            }
-            // Rank 0 alone prints the table.
-            #expect(outputs[0].contains("\(ranks) rank(s), transport tcp"), "\(outputs[0])")
+            let outputs = try launch(hostCount: hostCount, prefix: prefix, subnet: subnet,
+                                     ["bench", "--collective", "all", "-b", "4", "-e", "64K", "-f", "16", "-n", "2", "-w", "1"])
+            // Rank 0 alone prints the table. Two ranks per host: shared memory inside a host,
+            // TCP between hosts.
+            #expect(outputs[0].contains("\(ranks) rank(s), transport tcp+shm"), "\(outputs[0])")
             #expect(outputs[0].contains("# Out of bounds values : 0 OK"))
             for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(outputs[0].contains("# collective: \(c)")) }
             #expect(outputs.dropFirst().allSatisfy { $0.isEmpty })
+        }
+    }
+
+    @Test func everyPairUsesSharedMemoryInsideAHostAndTCPBetweenHosts() throws {
+        let prefix = "ch\(getpid() % 100000)p"
+        let subnet = "10.214.\(Int(getpid()) % 200)"
+        try hosts(2, prefix: prefix, subnet: subnet) {
+            let outputs = try launch(hostCount: 2, prefix: prefix, subnet: subnet, ["hello", "--check"])
+            let expected = ["(shm: 1; tcp: 2, 3)", "(shm: 0; tcp: 2, 3)", "(shm: 3; tcp: 0, 1)", "(shm: 2; tcp: 0, 1)"]
+            for (r, text) in outputs.enumerated() {
+                #expect(text.contains("rank \(r) of 4: transport tcp+shm \(expected[r])"), "\(text)")
+                #expect(text.contains(" 0 wrong"), "\(text)")
+            }
         }
     }
 }

@@ -22,6 +22,28 @@ import Testing
         #expect(r.stdout.components(separatedBy: "transport tcp").count == 3, "\(r.stdout)")
     }
 
+    @Test func ranksOnSeveralHostsUseSharedMemoryInsideAHostAndTCPBetween() throws {
+        // Hosts by CHORUS_HOSTID: ranks 0 and 1 share one, rank 2 is alone on another.
+        let r = try runChorus(["run", "-n", "3", "--", "sh", "-c", "CHORUS_HOSTID=host$((RANK / 2)) exec \"$0\" hello --check", chorusExecutable],
+                              environment: ["CHORUS_TIMEOUT": "60"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for line in ["rank 0 of 3: transport tcp+shm (shm: 1; tcp: 2)", "rank 1 of 3: transport tcp+shm (shm: 0; tcp: 2)",
+                     "rank 2 of 3: transport tcp (tcp: 0, 1)"] {
+            #expect(r.stdout.contains(line), "\(r.stdout)")
+        }
+        let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
+        #expect(summaries.count == 3 && summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)")
+    }
+
+    @Test func everyCollectiveIsCorrectOverMixedTransports() throws {
+        // Five ranks on two hosts (three and two): every collective, sizes from 4 B to 1 MiB.
+        let r = try runChorus(["run", "-n", "5", "--", "sh", "-c", "CHORUS_HOSTID=host$((RANK / 3)) exec \"$0\" bench --collective all -b 4 -e 1M -f 32 -n 2 -w 1 --check",
+                               chorusExecutable], environment: ["CHORUS_TIMEOUT": "60"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("5 rank(s), transport tcp+shm"), "\(r.stdout)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+    }
+
     @Test func largeMessagesAreChecked() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--transport", "tcp", "--collective", "all", "-b", "3M", "-e", "3M", "-n", "1", "-w", "0"])
         #expect(r.status == 0, "\(r.stderr)")

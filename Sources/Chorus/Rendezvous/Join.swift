@@ -165,20 +165,14 @@ extension Communicator {
             segment = nil
             transport = mapped!
         case .tcp:
-            let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
-            let listening: (listener: StreamSocket, address: String)
-            do { listening = try TCPTransport.listen(host: host) } catch {
-                throw .transport("rank \(rank) cannot listen for peers on \(host): \(error)")
-            }
-            try client.set("tcp/\(rank)", Array(listening.address.utf8))
-            let addresses = try client.gather("tcp").map(\.utf8String)
-            do {
-                transport = try TCPTransport(rank: rank, size: size, job: client.nonce, listener: listening.listener,
-                                             addresses: addresses, deadline: deadline)
-            } catch {
-                throw .transport("rank \(rank): \(error)")
-            }
-            log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s)")
+            transport = try Self.connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+        case .mixed:
+            // The segment made before rendezvous was sized for the whole job; this host's ranks
+            // make new ones, sized for themselves.
+            segment?.discard()
+            segment = nil
+            transport = try Self.connectMixed(rank: rank, size: size, hosts: hosts, peers: peers, client: client,
+                                              configuration: configuration, deadline: deadline, log: log)
         }
         try client.done()
         self.init(engine: Engine(transport: transport, configuration: configuration), rank: rank, size: size,
@@ -194,7 +188,72 @@ extension Communicator {
                                 jobToken: launch.jobToken, configuration: configuration)
     }
 
-    enum TransportChoice { case inProcess, sharedMemory, tcp }
+    enum TransportChoice { case inProcess, sharedMemory, tcp, mixed }
+
+    /// TCP between every pair: listen, publish the address, connect.
+    static func connectTCP(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
+                           deadline: ContinuousClock.Instant, log: Log) throws(ChorusError) -> TCPTransport {
+        let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
+        let listening: (listener: StreamSocket, address: String)
+        do { listening = try TCPTransport.listen(host: host) } catch {
+            throw .transport("rank \(rank) cannot listen for peers on \(host): \(error)")
+        }
+        try client.set("tcp/\(rank)", Array(listening.address.utf8))
+        let addresses = try client.gather("tcp").map(\.utf8String)
+        let transport: TCPTransport
+        do {
+            transport = try TCPTransport(rank: rank, size: size, job: client.nonce, listener: listening.listener,
+                                         addresses: addresses, deadline: deadline)
+        } catch {
+            throw .transport("rank \(rank): \(error)")
+        }
+        log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s)")
+        return transport
+    }
+
+    /// Shared memory among the ranks of this host, TCP to the ranks of other hosts.
+    static func connectMixed(rank: Int, size: Int, hosts: [Int], peers: [PeerInfo], client: RendezvousClient,
+                             configuration: ChorusConfiguration, deadline: ContinuousClock.Instant, log: Log) throws(ChorusError) -> Transport {
+        let local = (0..<size).filter { hosts[$0] == hosts[rank] }
+        let localIndex = local.firstIndex(of: rank)!
+        var shared: SharedMemoryTransport?
+        var segment: SharedSegmentHandle?
+        defer { segment?.discard() }
+        if local.count > 1 {
+            do {
+                segment = try SharedSegmentHandle(job: client.nonce, rank: localIndex, ranks: local.count)
+            } catch {
+                throw .unsupported("rank \(rank) cannot create shared memory for the \(local.count) ranks of its host: \(error)")
+            }
+        }
+        // Everyone's segment exists before anyone maps: publish, then gather.
+        try client.set("mixed-shm/\(rank)", Array((segment == nil ? "none" : "ready").utf8))
+        _ = try client.gather("mixed-shm")
+        var status = "ok"
+        if let own = segment {
+            do {
+                shared = try SharedMemoryTransport(own: own, rank: localIndex, size: local.count, job: client.nonce, pids: local.map { peers[$0].pid })
+            } catch {
+                status = "\(error)"
+            }
+        }
+        try client.set("mixed-shm-mapped/\(rank)", Array(status.utf8))
+        let statuses = try client.gather("mixed-shm-mapped").map(\.utf8String)
+        if let bad = local.first(where: { statuses[$0] != "ok" }) {
+            throw .transport("rank \(bad) could not map its host's shared memory: \(statuses[bad])")
+        }
+        segment?.unlink()
+        segment = nil
+        let tcp = try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+        var members: [Transport] = [tcp]
+        var routes: [PeerRoutedTransport.Route?] = (0..<size).map { $0 == rank ? nil : PeerRoutedTransport.Route(member: 0, rank: $0) }
+        if let shared {
+            members.append(shared)
+            for (i, r) in local.enumerated() where r != rank { routes[r] = PeerRoutedTransport.Route(member: 1, rank: i) }
+        }
+        log(.info, "shared memory with rank(s) \(local.filter { $0 != rank }.map(String.init).joined(separator: ", ")) on this host; TCP with the \(size - local.count) rank(s) on other hosts")
+        return PeerRoutedTransport(rank: rank, size: size, members: members, routes: routes)
+    }
 
     /// The address of the interface `CHORUS_SOCKET_IFNAME` names (IPv4 first), or `nil` when unset.
     static func interfaceAddress(_ name: String?) throws(ChorusError) -> String? {
@@ -260,7 +319,12 @@ extension Communicator {
                 if rank == 0 { log(.info, "all \(size) ranks run on this host in separate processes: using shared memory") }
                 return .sharedMemory
             }
-            if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts: using TCP between every pair (no RDMA transport in this build)") }
+            let largestHost = Dictionary(grouping: hosts, by: { $0 }).values.map(\.count).max() ?? 1
+            if largestHost > 1 {
+                if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts: shared memory between ranks of one host, TCP between hosts (no RDMA transport in this build)") }
+                return .mixed
+            }
+            if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts, one each: using TCP between every pair (no RDMA transport in this build)") }
             return .tcp
         case "tcp":
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=tcp: all \(size) ranks use TCP") }

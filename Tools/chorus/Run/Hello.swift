@@ -37,7 +37,11 @@ struct HelloCommand: ParsableCommand {
         do {
             let sizes = try comm.allGather([Int32(comm.rank)])
             try comm.barrier()
-            print("rank \(comm.rank) of \(comm.size): transport \(comm.transportKind); all \(sizes.count) ranks answered")
+            // Which transport each peer uses, grouped: "shm: 1; tcp: 2, 3".
+            var byKind: [String: [Int]] = [:]
+            for peer in 0..<comm.size where peer != comm.rank { byKind[comm.transportKind(to: peer), default: []].append(peer) }
+            let pairs = byKind.keys.sorted().map { "\($0): \(byKind[$0]!.map(String.init).joined(separator: ", "))" }.joined(separator: "; ")
+            print("rank \(comm.rank) of \(comm.size): transport \(comm.transportKind)\(pairs.isEmpty ? "" : " (\(pairs))"); all \(sizes.count) ranks answered")
             if check {
                 // Counts: empty, one element, a prime, and one not divisible by the rank count.
                 let cases = CollectiveCheck.grid(ranks: comm.size, counts: [0, 1, 13, 3 * comm.size + 1])

@@ -1,0 +1,123 @@
+import ChorusCore
+
+/// One transport per peer pair, chosen per peer: shared memory to ranks on this host and TCP
+/// (or RDMA) to the others, behind the one `Transport` a communicator drives.
+///
+/// Each member transport has its own rank numbering (a shared-memory transport over this
+/// host's ranks numbers them 0 ..< local count); `routes[peer]` says which member carries
+/// messages to `peer` and under which rank. Request ids pass through unchanged, so completions
+/// need no translation. Message order per (peer, stream) is the member's, and one peer always
+/// uses one member, so the order contract holds.
+///
+/// Waiting: a member can only block on its own events (a futex for shared memory, `poll` for
+/// sockets). When requests are outstanding on one member only, the wait is that member's; when
+/// both have some, the wait alternates in slices of `waitSlice`, so a message on either is seen
+/// within a slice.
+public final class PeerRoutedTransport: Transport, @unchecked Sendable {
+    public struct Route: Sendable {
+        /// Index into `members`.
+        public var member: Int
+        /// The peer's rank within that member.
+        public var rank: Int
+
+        public init(member: Int, rank: Int) {
+            self.member = member
+            self.rank = rank
+        }
+    }
+
+    public let rank: Int
+    public let size: Int
+    public let members: [Transport]
+    public let routes: [Route?]
+    /// How long a wait stays on one member when both have outstanding requests.
+    public static let waitSlice = Duration.microseconds(50)
+    /// How long a wait on one member goes before the others are looked at again.
+    public static let idleMemberCheck = Duration.milliseconds(10)
+
+    // Driven by one thread (the communicator's turn); `abort` touches only the members.
+    @exclusivity(unchecked) private var outstanding: [Int]
+    @exclusivity(unchecked) private var scratch: [TransportCompletion] = []
+
+    /// - Parameter routes: for every world rank, the member and rank to reach it (`nil` for self).
+    public init(rank: Int, size: Int, members: [Transport], routes: [Route?]) {
+        precondition(routes.count == size, "one route per rank")
+        self.rank = rank
+        self.size = size
+        self.members = members
+        self.routes = routes
+        outstanding = Array(repeating: 0, count: members.count)
+    }
+
+    public var kind: String { members.map(\.kind).joined(separator: "+") }
+
+    /// The transport kind that carries messages to `peer` (`self` for this rank).
+    public func kind(of peer: Int) -> String {
+        guard let route = routes[peer] else { return "self" }
+        return members[route.member].kind
+    }
+
+    public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
+        // Every member gets the region; all current members keep no per-region state (key 0).
+        var region = TransportRegion(base: base, length: length)
+        for m in members { region = try m.register(base, length: length) }
+        return region
+    }
+
+    public func deregister(_ region: TransportRegion) {
+        for m in members { m.deregister(region) }
+    }
+
+    private func route(_ request: TransportRequest) throws -> (Int, TransportRequest) {
+        guard (0..<size).contains(request.peer), let route = routes[request.peer] else {
+            throw TransportError(.protocolViolation, peer: request.peer, "rank \(rank) has no transport to rank \(request.peer)")
+        }
+        var translated = request
+        translated.peer = route.rank
+        return (route.member, translated)
+    }
+
+    public func postSend(_ request: TransportRequest) throws {
+        let (m, r) = try route(request)
+        try members[m].postSend(r)
+        outstanding[m] += 1
+    }
+
+    public func postReceive(_ request: TransportRequest) throws {
+        let (m, r) = try route(request)
+        try members[m].postReceive(r)
+        outstanding[m] += 1
+    }
+
+    public func progress(_ completions: inout [TransportCompletion]) throws {
+        for (m, member) in members.enumerated() {
+            let before = completions.count
+            try member.progress(&completions)
+            outstanding[m] = max(0, outstanding[m] - (completions.count - before))
+        }
+    }
+
+    public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
+        let busy = outstanding.indices.filter { outstanding[$0] > 0 }
+        if busy.count <= 1 {
+            // Come back now and then even so: the caller's `progress` then reads the other
+            // members too (an abort from a peer on another member, say).
+            let now = ContinuousClock.now
+            try members[busy.first ?? 0].waitForActivity(until: min(deadline, now + Self.idleMemberCheck))
+            return
+        }
+        for m in busy {
+            let now = ContinuousClock.now
+            guard now < deadline else { return }
+            try members[m].waitForActivity(until: min(deadline, now + Self.waitSlice))
+        }
+    }
+
+    public func abort(_ error: TransportError) {
+        for m in members { m.abort(error) }
+    }
+
+    public func close() {
+        for m in members { m.close() }
+    }
+}
