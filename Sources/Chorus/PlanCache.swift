@@ -20,6 +20,24 @@ enum HostModel {
     /// - Parameter hosts: the host index of each rank (0-based, dense).
     static func topology(hosts: [Int]) throws -> Topology {
         let hostCount = (hosts.max() ?? 0) + 1
+        // Equal, contiguous hosts (ranks 0..<g on host 0, g..<2g on host 1, ...) become a
+        // composition of identical instances, which is what hierarchical algorithms need.
+        let perHost = hosts.count / max(hostCount, 1)
+        if hostCount > 1, perHost > 1, hosts.count == perHost * hostCount,
+           hosts.enumerated().allSatisfy({ $0.element == $0.offset / perHost }) {
+            var host = TopologyBuilder(name: "chorus-host", summary: "\(perHost) processes sharing memory, one NIC")
+            let procs = try host.addFamily("proc", count: perHost, kind: .cpu)
+            for p in procs { host.setMemory(of: p, size: nil, bandwidth: memoryBandwidth) }
+            let memory = try host.addNode("memory", kind: .switch)
+            let nic = try host.addFamily("nic", count: 1, kind: .nic)[0]
+            host.setLineRate(of: nic, network.bandwidth)
+            _ = try host.addLink(nic, memory, hostLink)
+            for p in procs { _ = try host.addLink(p, memory, shm) }
+            host.setRanks(procs)
+            return try TopologyBuilder.compose(name: "chorus-job", summary: "\(hosts.count) ranks on \(hostCount) hosts, as the communicator sees them",
+                                               instance: try host.build(), count: hostCount, railFamily: "nic",
+                                               fabric: FabricDescription(shape: .crossbar, placement: .instance, attributes: network))
+        }
         var b = TopologyBuilder(name: "chorus-job", summary: "\(hosts.count) ranks on \(hostCount) host(s), as the communicator sees them")
         let procs = try b.addFamily("proc", count: hosts.count, kind: .cpu, host: { hosts[$0] })
         // What one core streams (the anchors' 1 GiB memcpy, 9.7-10.5 GB/s): reductions cost
