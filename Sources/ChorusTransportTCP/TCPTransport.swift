@@ -27,6 +27,9 @@ import Glibc
 /// A connection that closes or resets fails every pending request with an error naming the
 /// peer at once. `abort` from another thread wakes the driver, which sends the abort frames;
 /// with no call running, `abort` sends them itself.
+/// A frame header: kind (1 data, 2 abort), stream, tag, payload length, little-endian.
+typealias FrameHeader = (UInt64, UInt64, UInt64, UInt64)
+
 public final class TCPTransport: Transport, @unchecked Sendable {
     public let kind = "tcp"
     public let rank: Int
@@ -34,7 +37,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     private var sockets: [StreamSocket?]
 
     private struct Outgoing {
-        var header: [UInt8]
+        /// The 32-byte frame header, inline (no allocation per message).
+        var header: FrameHeader
         var request: TransportRequest
         var sent: Int
         var total: Int { 32 + request.length }
@@ -62,8 +66,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         case abortReason
     }
 
-    private struct Incoming {
-        var header = [UInt8](repeating: 0, count: 32)
+    /// The frame arriving from one peer. A class, so the receive loop updates it in place.
+    private final class Incoming {
+        var header: FrameHeader = (0, 0, 0, 0)
         var headerBytes = 0
         var target: Target?
         var stream: UInt64 = 0
@@ -71,10 +76,32 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         var length = 0
         var received = 0
         var reason: [UInt8] = []
+
+        func reset() {
+            headerBytes = 0
+            target = nil
+            stream = 0
+            tag = 0
+            length = 0
+            received = 0
+            reason = []
+        }
+    }
+
+    /// Bytes read from a peer's socket ahead of the frame they belong to: one `recv` takes a
+    /// small frame's header and payload, and often the next frames too. Payloads at least half
+    /// the buffer are read straight into their destination instead.
+    private final class Staging {
+        static let capacity = 64 << 10
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Staging.capacity, alignment: 64)
+        var start = 0
+        var end = 0
+        deinit { buffer.deallocate() }
     }
 
     @exclusivity(unchecked) private var outgoing: [[Outgoing]]
     @exclusivity(unchecked) private var incoming: [Incoming]
+    @exclusivity(unchecked) private var staging: [Staging]
     @exclusivity(unchecked) private var matcher = ReceiveMatcher<Unexpected>()
     @exclusivity(unchecked) private var ready: [TransportCompletion] = []
     @exclusivity(unchecked) private var failure: TransportError?
@@ -105,7 +132,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         self.size = size
         sockets = Array(repeating: nil, count: size)
         outgoing = Array(repeating: [], count: size)
-        incoming = Array(repeating: Incoming(), count: size)
+        incoming = (0..<size).map { _ in Incoming() }
+        staging = (0..<size).map { _ in Staging() }
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         var hello = [UInt8](repeating: 0, count: 16)
         withUnsafeBytes(of: job.littleEndian) { hello.replaceSubrange(0..<8, with: $0) }
@@ -169,15 +197,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func deregister(_ region: TransportRegion) {}
 
-    private static func header(kind: UInt32, stream: UInt64, tag: UInt64, length: Int) -> [UInt8] {
-        var h = [UInt8](repeating: 0, count: 32)
-        h.withUnsafeMutableBytes { b in
-            b.storeBytes(of: kind.littleEndian, toByteOffset: 0, as: UInt32.self)
-            b.storeBytes(of: stream.littleEndian, toByteOffset: 8, as: UInt64.self)
-            b.storeBytes(of: tag.littleEndian, toByteOffset: 16, as: UInt64.self)
-            b.storeBytes(of: UInt64(length).littleEndian, toByteOffset: 24, as: UInt64.self)
-        }
-        return h
+    private static func header(kind: UInt32, stream: UInt64, tag: UInt64, length: Int) -> FrameHeader {
+        FrameHeader(UInt64(kind).littleEndian, stream.littleEndian, tag.littleEndian, UInt64(length).littleEndian)
     }
 
     /// Whether this rank waits for, or still owes, a message to `peer`.
@@ -244,13 +265,14 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 let n: Int
                 if o.sent < 32 {
                     // Header and payload in one call.
-                    n = o.header.withUnsafeBytes { h -> Int in
-                        var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + o.sent), iov_len: 32 - o.sent)]
-                        if o.request.length > 0 { iov.append(iovec(iov_base: o.request.pointer, iov_len: o.request.length)) }
-                        return iov.withUnsafeMutableBufferPointer { v in
+                    let sent = o.sent, request = o.request
+                    n = withUnsafeBytes(of: &o.header) { h -> Int in
+                        var iov = (iovec(iov_base: UnsafeMutableRawPointer(mutating: h.baseAddress! + sent), iov_len: 32 - sent),
+                                   iovec(iov_base: request.pointer, iov_len: request.length))
+                        return withUnsafeMutablePointer(to: &iov) { v in
                             var m = msghdr()
-                            m.msg_iov = v.baseAddress
-                            m.msg_iovlen = v.count
+                            m.msg_iov = UnsafeMutableRawPointer(v).assumingMemoryBound(to: iovec.self)
+                            m.msg_iovlen = request.length > 0 ? 2 : 1
                             return sendmsg(s.fd, &m, Int32(MSG_NOSIGNAL))
                         }
                     }
@@ -269,28 +291,24 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         }
     }
 
-    /// Reads whatever `peer` has sent.
+    /// Reads whatever `peer` has sent: staged bytes first, then the socket, until it is drained
+    /// (a short read says so, without another call to find out).
     private func receive(from peer: Int) throws {
         guard let s = sockets[peer] else { return }
+        let m = incoming[peer], st = staging[peer]
         while true {
-            var m = incoming[peer]
-            let n: Int
-            if m.headerBytes < 32 {
-                n = m.header.withUnsafeMutableBytes { recv(s.fd, $0.baseAddress! + m.headerBytes, 32 - m.headerBytes, 0) }
-            } else {
-                let want = m.length - m.received
+            try consumeStaged(m, st, peer: peer)
+            // A large rest of a payload goes straight where it belongs.
+            var directInto: UnsafeMutableRawPointer?
+            if m.headerBytes == 32, m.length - m.received >= Staging.capacity / 2 {
                 switch m.target! {
-                case .request(let r):
-                    n = recv(s.fd, r.pointer + m.received, want, 0)
-                case .unexpected(let u):
-                    n = recv(s.fd, u.buffer.baseAddress! + m.received, want, 0)
-                case .mismatched, .abortReason:
-                    // Consumed and dropped (a mismatch), or kept as the abort's reason.
-                    var scratch = [UInt8](repeating: 0, count: min(want, 1 << 16))
-                    n = scratch.withUnsafeMutableBytes { recv(s.fd, $0.baseAddress!, $0.count, 0) }
-                    if n > 0, case .abortReason = m.target! { m.reason += scratch.prefix(n) }
+                case .request(let r): directInto = r.pointer + m.received
+                case .unexpected(let u): directInto = u.buffer.baseAddress! + m.received
+                case .mismatched, .abortReason: break
                 }
             }
+            let asked = directInto != nil ? m.length - m.received : Staging.capacity
+            let n = recv(s.fd, directInto ?? st.buffer, asked, 0)
             if n == 0 {
                 // A peer that finished the job closes its end after its last message: that is an
                 // error only while this rank still expects something from it.
@@ -302,28 +320,63 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 return
             }
             if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { incoming[peer] = m; return }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
                 if errno == EINTR { continue }
                 throw fail(peer, "tcp: lost the connection to rank \(peer) (\(String(cString: strerror(errno)))); it may have exited", code: errno)
             }
-            if m.headerBytes < 32 {
-                m.headerBytes += n
-                if m.headerBytes == 32 { try start(&m, peer: peer) }
-                if m.headerBytes == 32 && m.length == 0 { try finishOrAbort(&m, peer: peer) }
-            } else {
+            if directInto != nil {
                 m.received += n
                 if case .unexpected(let u) = m.target! { u.received = m.received }
-                if m.received == m.length { try finishOrAbort(&m, peer: peer) }
+                if m.received == m.length { try finishOrAbort(m, peer: peer) }
+            } else {
+                st.start = 0
+                st.end = n
             }
-            incoming[peer] = m
+            if n < asked {
+                try consumeStaged(m, st, peer: peer)
+                return
+            }
         }
     }
 
-    private func start(_ m: inout Incoming, peer: Int) throws {
-        let kind = m.header.withUnsafeBytes { UInt32(littleEndian: $0.load(fromByteOffset: 0, as: UInt32.self)) }
-        m.stream = m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 8, as: UInt64.self)) }
-        m.tag = m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 16, as: UInt64.self)) }
-        m.length = Int(m.header.withUnsafeBytes { UInt64(littleEndian: $0.load(fromByteOffset: 24, as: UInt64.self)) })
+    /// Hands staged bytes to the frames they belong to.
+    private func consumeStaged(_ m: Incoming, _ st: Staging, peer: Int) throws {
+        while st.start < st.end {
+            let available = st.end - st.start
+            let from = st.buffer + st.start
+            if m.headerBytes < 32 {
+                let k = min(32 - m.headerBytes, available)
+                let filled = m.headerBytes
+                withUnsafeMutableBytes(of: &m.header) { ($0.baseAddress! + filled).copyMemory(from: from, byteCount: k) }
+                m.headerBytes += k
+                st.start += k
+                if m.headerBytes == 32 {
+                    try start(m, peer: peer)
+                    if m.length == 0 { try finishOrAbort(m, peer: peer) }
+                }
+            } else {
+                let k = min(m.length - m.received, available)
+                switch m.target! {
+                case .request(let r): (r.pointer + m.received).copyMemory(from: from, byteCount: k)
+                case .unexpected(let u): (u.buffer.baseAddress! + m.received).copyMemory(from: from, byteCount: k)
+                case .mismatched: break  // consumed and dropped
+                case .abortReason: m.reason += UnsafeRawBufferPointer(start: from, count: k)
+                }
+                m.received += k
+                st.start += k
+                if case .unexpected(let u) = m.target! { u.received = m.received }
+                if m.received == m.length { try finishOrAbort(m, peer: peer) }
+            }
+        }
+        st.start = 0
+        st.end = 0
+    }
+
+    private func start(_ m: Incoming, peer: Int) throws {
+        let kind = UInt32(truncatingIfNeeded: UInt64(littleEndian: m.header.0))
+        m.stream = UInt64(littleEndian: m.header.1)
+        m.tag = UInt64(littleEndian: m.header.2)
+        m.length = Int(truncatingIfNeeded: UInt64(littleEndian: m.header.3))
         m.received = 0
         guard kind == 1 || kind == 2, m.length >= 0, m.length < 1 << 40 else {
             throw fail(peer, "tcp: rank \(peer) sent a malformed frame (kind \(kind), length \(m.length)); is something else connected?")
@@ -338,16 +391,16 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         }
     }
 
-    private func finishOrAbort(_ m: inout Incoming, peer: Int) throws {
+    private func finishOrAbort(_ m: Incoming, peer: Int) throws {
         if case .abortReason = m.target! {
             let e = TransportError(.aborted, peer: peer, String(decoding: m.reason, as: UTF8.self))
             if failure == nil { failure = e }
             throw e
         }
-        finish(&m, peer: peer)
+        finish(m, peer: peer)
     }
 
-    private func finish(_ m: inout Incoming, peer: Int) {
+    private func finish(_ m: Incoming, peer: Int) {
         switch m.target! {
         case .request(let r), .mismatched(let r):
             ready.append(TransportCompletion(id: r.id, tag: m.tag, length: m.length))
@@ -356,7 +409,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         case .abortReason:
             break
         }
-        m = Incoming()
+        m.reset()
     }
 
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
@@ -400,7 +453,8 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     private func sendAbortFrames() {
         guard !abortSent.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let reason = Array("rank \(rank) aborted: \(localAbort.withLock { $0?.message ?? "" })".utf8)
-        let frame = Self.header(kind: 2, stream: 0, tag: 0, length: reason.count) + reason
+        var header = Self.header(kind: 2, stream: 0, tag: 0, length: reason.count)
+        let frame = withUnsafeBytes(of: &header) { Array($0) } + reason
         for s in sockets.compactMap({ $0 }) {
             // Whole frames only: a peer mid-frame would misread it, so skip sockets with queued bytes.
             _ = frame.withUnsafeBytes { send(s.fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
