@@ -8,6 +8,7 @@ packages=(
   gcc g++           # the C API's example and tests (C11 and C++17 against include/chorus.h)
   pkg-config        # the C API's chorus.pc
   python3-numpy     # the Python binding's tests and training-loop example
+  openmpi-bin       # mpirun launching chorus across the namespace hosts (a multi-host test)
 )
 
 missing=()

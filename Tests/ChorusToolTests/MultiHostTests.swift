@@ -105,4 +105,44 @@ struct MultiHostTests {
             }
         }
     }
+
+    /// Open MPI's launcher, if installed.
+    static let mpirun: String? = ["/usr/bin/mpirun.openmpi", "/usr/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    @Test(.enabled(if: MultiHostTests.mpirun != nil, "needs Open MPI's mpirun (openmpi-bin)"))
+    func benchStartedByMpirunAcrossHostsChecksEveryCollective() throws {
+        let prefix = "ch\(getpid() % 100000)m"
+        let subnet = "10.216.\(Int(getpid()) % 200)"
+        try hosts(2, prefix: prefix, subnet: subnet) {
+            let hostfile = FileManager.default.temporaryDirectory.appendingPathComponent("chorus-hosts-\(getpid())").path
+            try "\(subnet).1 slots=2\n\(subnet).2 slots=2\n".write(toFile: hostfile, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: hostfile) }
+            let port = 20000 + Int.random(in: 0..<20000)
+            // mpirun runs in host 1 and starts the ranks of host 2 through the rsh agent; the
+            // ranks find each other from Open MPI's variables and CHORUS_RENDEZVOUS alone.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: ipTool!)
+            p.arguments = ["netns", "exec", "\(prefix)-h1", MultiHostTests.mpirun!, "--allow-run-as-root", "--oversubscribe", "-np", "4",
+                           "--hostfile", hostfile, "--bind-to", "none",
+                           "--mca", "plm_rsh_agent", "\(repositoryRoot)/Tools/netns-rsh.sh", "--mca", "oob_tcp_if_include", "\(subnet).0/24",
+                           "-x", "CHORUS_RENDEZVOUS=\(subnet).1:\(port)", "-x", "CHORUS_JOB_TOKEN=\(prefix)", "-x", "CHORUS_TIMEOUT=60",
+                           "-x", "CHORUS_NETNS_PREFIX",
+                           chorusExecutable, "bench", "--collective", "all", "-b", "4", "-e", "64K", "-f", "16", "-n", "2", "-w", "1"]
+            var env = ProcessInfo.processInfo.environment
+            env["CHORUS_NETNS_PREFIX"] = prefix
+            env["OMPI_MCA_plm_rsh_agent"] = nil
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let errors = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0, "\(errors)")
+            #expect(text.contains("4 rank(s), transport tcp+shm"), "\(text)\(errors)")
+            #expect(text.contains("# Out of bounds values : 0 OK"), "\(text)")
+            for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(text.contains("# collective: \(c)")) }
+        }
+    }
 }
