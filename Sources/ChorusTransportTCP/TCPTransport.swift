@@ -126,8 +126,17 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         return (l, shown)
     }
 
+    /// How long one connection attempt may take. A peer's listener is up before its address is
+    /// published, so an attempt that takes longer meets a network that drops the packets (a
+    /// wrong interface, a firewall), and waiting for `CHORUS_TIMEOUT` would only hide that.
+    public static let connectTimeout = Duration.seconds(20)
+
     /// Connects the job: `addresses[r]` is rank r's listener (`host:port`).
-    package init(rank: Int, size: Int, job: UInt64, listener: StreamSocket, addresses: [String], deadline: ContinuousClock.Instant) throws {
+    /// - Parameter peerTrouble: asked while waiting for lower ranks to connect; returns a peer's
+    ///   report that it could not connect (so this rank fails at once with that report, instead
+    ///   of at the deadline).
+    package init(rank: Int, size: Int, job: UInt64, listener: StreamSocket, addresses: [String], deadline: ContinuousClock.Instant,
+                 peerTrouble: (() -> String?)? = nil) throws {
         self.rank = rank
         self.size = size
         sockets = Array(repeating: nil, count: size)
@@ -144,7 +153,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             var lastError: Error?
             for candidate in try SocketAddress.resolve(host: host, port: port) {
                 do {
-                    connected = try StreamSocket.connect(to: candidate, timeout: max(.milliseconds(100), deadline - .now))
+                    connected = try StreamSocket.connect(to: candidate, timeout: max(.milliseconds(100), min(deadline - .now, Self.connectTimeout)))
                     break
                 } catch { lastError = error }
             }
@@ -157,9 +166,15 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         var pending = rank
         while pending > 0 {
             let remaining = deadline - .now
-            guard remaining > .zero, let s = try listener.accept(timeout: remaining) else {
-                let missing = (0..<rank).filter { sockets[$0] == nil }
-                throw TransportError(.connect, peer: missing.first, "ranks \(missing.map(String.init).joined(separator: ", ")) never connected to rank \(rank) at \(addresses[rank]); can they reach this address (CHORUS_SOCKET_IFNAME)?")
+            let missing = { (0..<rank).filter { self.sockets[$0] == nil } }
+            guard remaining > .zero else {
+                throw TransportError(.connect, peer: missing().first, "ranks \(missing().map(String.init).joined(separator: ", ")) never connected to rank \(rank) at \(addresses[rank]); can they reach this address (CHORUS_SOCKET_IFNAME)?")
+            }
+            guard let s = try listener.accept(timeout: min(remaining, .milliseconds(250))) else {
+                if let report = peerTrouble?() {
+                    throw TransportError(.connect, peer: missing().first, "rank \(rank) (listening at \(addresses[rank])) stops: \(report)")
+                }
+                continue
             }
             guard let bytes = try? s.receiveExactly(16, timeout: .seconds(5)) else { continue }
             let nonce = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }

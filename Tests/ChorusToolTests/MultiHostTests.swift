@@ -145,4 +145,44 @@ struct MultiHostTests {
             for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(text.contains("# collective: \(c)")) }
         }
     }
+
+    @Test func aPeerListeningWhereOthersCannotReachIsNamedByBothAtOnce() throws {
+        // Rank 1 listens on its loopback (CHORUS_SOCKET_IFNAME=lo), which rank 0 on the other
+        // host cannot reach: rank 0 says so, and rank 1, waiting for rank 0 to connect, stops
+        // with rank 0's report instead of waiting for CHORUS_TIMEOUT.
+        let prefix = "ch\(getpid() % 100000)u"
+        let subnet = "10.217.\(Int(getpid()) % 200)"
+        try hosts(2, prefix: prefix, subnet: subnet) {
+            let port = 20000 + Int.random(in: 0..<20000)
+            var processes: [(Process, Pipe)] = []
+            for r in 0..<2 {
+                let p = Process()
+                p.executableURL = URL(fileURLWithPath: ipTool!)
+                p.arguments = ["netns", "exec", "\(prefix)-h\(r + 1)", chorusExecutable, "hello"]
+                var env = ProcessInfo.processInfo.environment
+                env["RANK"] = String(r)
+                env["WORLD_SIZE"] = "2"
+                env["CHORUS_RENDEZVOUS"] = "\(subnet).1:\(port)"
+                env["CHORUS_JOB_TOKEN"] = prefix
+                env["CHORUS_TIMEOUT"] = "120"
+                if r == 1 { env["CHORUS_SOCKET_IFNAME"] = "lo" }
+                p.environment = env
+                let err = Pipe()
+                p.standardOutput = FileHandle.nullDevice
+                p.standardError = err
+                try p.run()
+                processes.append((p, err))
+            }
+            var errors: [String] = []
+            for (p, err) in processes {
+                errors.append(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+                p.waitUntilExit()
+                #expect(p.terminationStatus == 1)
+            }
+            #expect(errors[0].contains("cannot connect to rank 1 at 127.0.0.1:"), "\(errors[0])")
+            // Rank 0's report, or, if rank 0 has already exited with its store, that it stopped.
+            #expect(errors[1].contains("stops: rank 0"), "\(errors[1])")
+            #expect(!errors[1].contains("never connected"), "\(errors[1])")
+        }
+    }
 }

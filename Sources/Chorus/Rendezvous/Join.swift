@@ -201,11 +201,23 @@ extension Communicator {
         try client.set("tcp/\(rank)", Array(listening.address.utf8))
         let addresses = try client.gather("tcp").map(\.utf8String)
         let transport: TCPTransport
+        // A rank that cannot connect says so in the store, so the ranks waiting for it to
+        // connect fail at once with its reason instead of at CHORUS_TIMEOUT.
+        let trouble = { () -> String? in
+            do {
+                return try client.get("tcp-trouble").map { String(decoding: $0, as: UTF8.self) }
+            } catch {
+                // The store lives in rank 0 until every rank is connected: losing it means rank 0 stopped.
+                return "rank 0 stopped while the ranks were connecting (its rendezvous store is gone: \(error))"
+            }
+        }
         do {
             transport = try TCPTransport(rank: rank, size: size, job: client.nonce, listener: listening.listener,
-                                         addresses: addresses, deadline: deadline)
+                                         addresses: addresses, deadline: deadline, peerTrouble: trouble)
         } catch {
-            throw .transport("rank \(rank): \(error)")
+            let report = "rank \(rank) (address \(listening.address)): \(error)"
+            try? client.set("tcp-trouble", Array(report.utf8))
+            throw .transport(report)
         }
         log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s)")
         return transport
