@@ -74,6 +74,26 @@ int main(void) {
     if (none != NULL) { printf("FAIL split with no color did not give NULL\n"); failures++; }
     if (half) expect(chorusCommDestroy(half), chorusSuccess, "destroy the split", "");
 
+    /* A second communicator made the NCCL way (rank 0's unique id, carried by the first), then
+     * aborted: later calls on it fail with chorusAborted; the first is untouched. */
+    chorusUniqueId id;
+    memset(&id, 0, sizeof id);
+    if (rank == 0) expect(chorusGetUniqueId(&id), chorusSuccess, "unique id", "");
+    expect(chorusBroadcast(&id, &id, sizeof id, chorusUint8, 0, comm), chorusSuccess, "broadcast the unique id", "");
+    chorusComm_t second = NULL;
+    expect(chorusCommInitRank(&second, size, &id, rank, 60.0), chorusSuccess, "init by rank", "");
+    if (second) {
+        expect(chorusAllReduce(a, a, 64, chorusFloat32, chorusSum, second), chorusSuccess, "all-reduce on the second", "");
+        expect(chorusBarrier(comm), chorusSuccess, "everyone done with the second before any abort", "");
+        expect(chorusCommAbort(second), chorusSuccess, "abort", "");
+        expect(chorusAllReduce(a, a, 64, chorusFloat32, chorusSum, second), chorusAborted, "all-reduce after abort", "abort");
+        chorusResult_t after = chorusSuccess;
+        expect(chorusCommGetAsyncError(second, &after), chorusSuccess, "async error after abort", "");
+        if (after != chorusAborted) { printf("FAIL async error after abort is %d\n", after); failures++; }
+        expect(chorusCommDestroy(second), chorusSuccess, "destroy the aborted communicator", "");
+    }
+    expect(chorusBarrier(comm), chorusSuccess, "the first communicator after the second was aborted", "");
+
     /* Calls that disagree across ranks: a mismatch on every rank, not corruption or a hang. */
     expect(chorusAllReduce(a, a, rank == 0 ? 64 : 32, chorusFloat32, chorusSum, comm), chorusMismatch, "mismatched counts", "disagree");
     chorusResult_t async = chorusSuccess;
