@@ -7,6 +7,11 @@
 #   netns-hosts.sh ns I        print host I's namespace name
 #   netns-hosts.sh ip I        print host I's address
 #   netns-hosts.sh exec I CMD  run CMD inside host I
+#   netns-hosts.sh shape RATE  cap every host at RATE each way (tc tbf, e.g. 10gbit): on its
+#                              eth0 (what it sends) and on its bridge port (what it receives)
+#   netns-hosts.sh unshape     remove the caps
+#
+# This kernel has no netem, so no delay is emulated; only rate.
 #
 # CHORUS_NETNS_PREFIX names the namespaces (<prefix>-br, <prefix>-h1 ...; give each run its
 # own), CHORUS_NETNS_SUBNET the first three octets of the /24 (default 10.213.0). Needs root.
@@ -50,11 +55,33 @@ up() {
   done
 }
 
+# Host indices that exist, from the namespace names.
+hosts() { ip netns list | awk '{print $1}' | sed -n "s/^${prefix}-h\([0-9][0-9]*\)$/\1/p" | sort -n; }
+
+shape() {
+  local rate=$1 i
+  for i in $(hosts); do
+    # A token bucket on each direction of the host's link; burst large enough for GSO packets.
+    tc -n "$(host_ns "$i")" qdisc replace dev eth0 root tbf rate "$rate" burst 256kb latency 2ms
+    tc -n "$bridge_ns" qdisc replace dev "v$i" root tbf rate "$rate" burst 256kb latency 2ms
+  done
+}
+
+unshape() {
+  local i
+  for i in $(hosts); do
+    tc -n "$(host_ns "$i")" qdisc del dev eth0 root 2>/dev/null || true
+    tc -n "$bridge_ns" qdisc del dev "v$i" root 2>/dev/null || true
+  done
+}
+
 case "${1:-}" in
   up) up "${2:?usage: up K}" ;;
+  shape) shape "${2:?usage: shape RATE (e.g. 10gbit)}" ;;
+  unshape) unshape ;;
   down) down ;;
   ns) host_ns "${2:?usage: ns I}" ;;
   ip) echo "$subnet.${2:?usage: ip I}" ;;
   exec) i=${2:?usage: exec I CMD}; shift 2; exec ip netns exec "$(host_ns "$i")" "$@" ;;
-  *) fail "usage: netns-hosts.sh up K | down | ns I | ip I | exec I CMD..." ;;
+  *) fail "usage: netns-hosts.sh up K | down | shape RATE | unshape | ns I | ip I | exec I CMD..." ;;
 esac
