@@ -13,6 +13,7 @@ import Glibc
 /// | `CHORUS_DEBUG` | `WARN`, `INFO`, `TRACE` | `WARN` |
 /// | `CHORUS_TOPO_FILE` | topology the selector models | built from what rendezvous learns |
 /// | `CHORUS_SOCKET_IFNAME` | network interface for sockets | the route to the rendezvous host |
+/// | `CHORUS_SOCKET_NSTREAMS` | TCP connections per pair of ranks (1-16; every rank the same) | 1 |
 /// | `CHORUS_TIMEOUT` | seconds without progress before a collective fails, and the rendezvous deadline | 300 |
 /// | `CHORUS_RENDEZVOUS` | `host:port` of the rendezvous store | `MASTER_ADDR:MASTER_PORT`, or the Slurm step's first host |
 /// | `CHORUS_JOB_TOKEN` | secret every rank presents to the store | the launcher's job id |
@@ -23,6 +24,8 @@ public struct ChorusConfiguration: Sendable {
     public var debug: LogLevel
     public var topologyFile: String?
     public var socketInterface: String?
+    /// TCP connections per pair of ranks; channels spread over them.
+    public var socketStreams: Int = 1
     public var timeout: Duration
     public var rendezvous: String?
     public var jobToken: String?
@@ -67,6 +70,12 @@ public struct ChorusConfiguration: Sendable {
         }
         topologyFile = value("CHORUS_TOPO_FILE")
         socketInterface = value("CHORUS_SOCKET_IFNAME")
+        if let n = value("CHORUS_SOCKET_NSTREAMS") {
+            guard let streams = Int(n), (1...16).contains(streams) else {
+                throw ChorusError.configuration("CHORUS_SOCKET_NSTREAMS=\(n) is not a number of connections per peer from 1 to 16")
+            }
+            socketStreams = streams
+        }
         if let t = value("CHORUS_TIMEOUT") {
             guard let seconds = Double(t), seconds > 0, seconds.isFinite else {
                 throw ChorusError.configuration("CHORUS_TIMEOUT=\(t) is not a positive number of seconds")

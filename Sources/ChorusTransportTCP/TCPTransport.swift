@@ -34,6 +34,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     public let kind = "tcp"
     public let rank: Int
     public let size: Int
+    /// Connections per pair of ranks (`CHORUS_SOCKET_NSTREAMS`). A stream always uses the same
+    /// one, so messages of a (peer, stream) stay in order; different channels spread over them.
+    public let connections: Int
+    /// Indexed by link `peer × connections + c`, as are `outgoing`, `incoming` and `staging`.
     private var sockets: [StreamSocket?]
 
     private struct Outgoing {
@@ -135,19 +139,29 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     /// - Parameter peerTrouble: asked while waiting for lower ranks to connect; returns a peer's
     ///   report that it could not connect (so this rank fails at once with that report, instead
     ///   of at the deadline).
+    /// - Parameter connections: connections per pair of ranks, 1 to 16 (every rank must pass the same).
     package init(rank: Int, size: Int, job: UInt64, listener: StreamSocket, addresses: [String], deadline: ContinuousClock.Instant,
-                 peerTrouble: (() -> String?)? = nil) throws {
+                 connections: Int = 1, peerTrouble: (() -> String?)? = nil) throws {
+        precondition((1...16).contains(connections), "1 to 16 connections per peer")
         self.rank = rank
         self.size = size
-        sockets = Array(repeating: nil, count: size)
-        outgoing = Array(repeating: [], count: size)
-        incoming = (0..<size).map { _ in Incoming() }
-        staging = (0..<size).map { _ in Staging() }
+        self.connections = connections
+        let links = size * connections
+        sockets = Array(repeating: nil, count: links)
+        outgoing = Array(repeating: [], count: links)
+        incoming = (0..<links).map { _ in Incoming() }
+        staging = (0..<links).map { _ in Staging() }
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        var hello = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: job.littleEndian) { hello.replaceSubrange(0..<8, with: $0) }
-        withUnsafeBytes(of: UInt64(rank).littleEndian) { hello.replaceSubrange(8..<16, with: $0) }
-        for peer in (rank + 1)..<max(rank + 1, size) {
+        // Hello: job nonce, rank, connection index (8 bytes each).
+        func hello(_ c: Int) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: 24)
+            withUnsafeBytes(of: job.littleEndian) { bytes.replaceSubrange(0..<8, with: $0) }
+            withUnsafeBytes(of: UInt64(rank).littleEndian) { bytes.replaceSubrange(8..<16, with: $0) }
+            withUnsafeBytes(of: UInt64(c).littleEndian) { bytes.replaceSubrange(16..<24, with: $0) }
+            return bytes
+        }
+        for link in (rank + 1) * connections..<max((rank + 1) * connections, links) {
+            let peer = link / connections
             let (host, port) = try Self.split(addresses[peer], peer: peer)
             var connected: StreamSocket?
             var lastError: Error?
@@ -160,13 +174,13 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             guard let s = connected else {
                 throw TransportError(.connect, peer: peer, "cannot connect to rank \(peer) at \(addresses[peer]): \(lastError.map { "\($0)" } ?? "no address"); is the interface reachable from here (CHORUS_SOCKET_IFNAME)?")
             }
-            try s.sendAll(hello)
-            sockets[peer] = s
+            try s.sendAll(hello(link % connections))
+            sockets[link] = s
         }
-        var pending = rank
+        var pending = rank * connections
         while pending > 0 {
             let remaining = deadline - .now
-            let missing = { (0..<rank).filter { self.sockets[$0] == nil } }
+            let missing = { (0..<rank).filter { p in (0..<connections).contains { self.sockets[p * connections + $0] == nil } } }
             guard remaining > .zero else {
                 throw TransportError(.connect, peer: missing().first, "ranks \(missing().map(String.init).joined(separator: ", ")) never connected to rank \(rank) at \(addresses[rank]); can they reach this address (CHORUS_SOCKET_IFNAME)?")
             }
@@ -176,11 +190,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 }
                 continue
             }
-            guard let bytes = try? s.receiveExactly(16, timeout: .seconds(5)) else { continue }
-            let nonce = bytes[0..<8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-            let peer = Int(bytes[8..<16].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
-            guard nonce == job, peer < rank, sockets[peer] == nil else { continue }   // a stranger or a duplicate
-            sockets[peer] = s
+            guard let bytes = try? s.receiveExactly(24, timeout: .seconds(5)) else { continue }
+            func field(_ i: Int) -> UInt64 { bytes[i * 8..<(i + 1) * 8].enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) } }
+            let nonce = field(0), peer = Int(truncatingIfNeeded: field(1)), c = Int(truncatingIfNeeded: field(2))
+            // A stranger, a duplicate, or a peer configured with another connection count.
+            guard nonce == job, peer >= 0, peer < rank, c >= 0, c < connections, sockets[peer * connections + c] == nil else { continue }
+            sockets[peer * connections + c] = s
             pending -= 1
         }
         for s in sockets.compactMap({ $0 }) { try s.setBlocking(false) }
@@ -212,13 +227,24 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func deregister(_ region: TransportRegion) {}
 
+    /// The connection (0 ..< `count`) that carries `stream`. The executor's streams hold the
+    /// channel copy in bits 0-15 and the schedule channel in bits 16-31 (the communicator and
+    /// the call's place in a group above): their sum, so consecutive channels and copies take
+    /// consecutive connections, plus the bits above, so one-channel calls of different
+    /// communicators spread too.
+    static func connection(of stream: UInt64, among count: Int) -> Int {
+        guard count > 1 else { return 0 }
+        let copy = stream & 0xFFFF, channel = (stream >> 16) & 0xFFFF, rest = stream >> 32
+        return Int((copy &+ channel &+ rest) % UInt64(count))
+    }
+
     private static func header(kind: UInt32, stream: UInt64, tag: UInt64, length: Int) -> FrameHeader {
         FrameHeader(UInt64(kind).littleEndian, stream.littleEndian, tag.littleEndian, UInt64(length).littleEndian)
     }
 
     /// Whether this rank waits for, or still owes, a message to `peer`.
     private func hasPending(with peer: Int) -> Bool {
-        if !outgoing[peer].isEmpty { return true }
+        for c in 0..<connections where !outgoing[peer * connections + c].isEmpty { return true }
         return matcher.awaitedPeers.contains(peer)
     }
 
@@ -226,7 +252,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         if closedPeers.contains(peer) {
             throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
         }
-        guard (0..<size).contains(peer), peer != rank, sockets[peer] != nil else {
+        guard (0..<size).contains(peer), peer != rank, sockets[peer * connections] != nil else {
             throw TransportError(.protocolViolation, peer: peer, "tcp: rank \(rank) has no connection to rank \(peer)")
         }
         if let failure { throw failure }
@@ -234,9 +260,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func postSend(_ request: TransportRequest) throws {
         try check(request.peer)
-        outgoing[request.peer].append(Outgoing(header: Self.header(kind: 1, stream: request.stream, tag: request.tag, length: request.length),
-                                               request: request, sent: 0))
-        try flush(request.peer)
+        let link = request.peer * connections + Self.connection(of: request.stream, among: connections)
+        outgoing[link].append(Outgoing(header: Self.header(kind: 1, stream: request.stream, tag: request.tag, length: request.length),
+                                       request: request, sent: 0))
+        try flush(link)
     }
 
     public func postReceive(_ request: TransportRequest) throws {
@@ -257,9 +284,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             if let e = localAbort.withLock({ $0 }) { throw e }
         }
         if let failure { throw failure }
-        for peer in 0..<size where peer != rank {
-            if !outgoing[peer].isEmpty { try flush(peer) }
-            try receive(from: peer)
+        for link in 0..<(size * connections) where link / connections != rank {
+            if !outgoing[link].isEmpty { try flush(link) }
+            try receive(from: link)
         }
         completions.append(contentsOf: ready)
         ready.removeAll(keepingCapacity: true)
@@ -271,10 +298,11 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         return e
     }
 
-    /// Sends what the socket takes of the queued frames to `peer`.
-    private func flush(_ peer: Int) throws {
-        guard let s = sockets[peer] else { return }
-        while var o = outgoing[peer].first {
+    /// Sends what the socket takes of the frames queued on `link`.
+    private func flush(_ link: Int) throws {
+        guard let s = sockets[link] else { return }
+        let peer = link / connections
+        while var o = outgoing[link].first {
             let total = o.total
             while o.sent < total {
                 let n: Int
@@ -295,22 +323,23 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                     n = send(s.fd, o.request.pointer + (o.sent - 32), total - o.sent, Int32(MSG_NOSIGNAL))
                 }
                 if n < 0 {
-                    if errno == EAGAIN || errno == EWOULDBLOCK { outgoing[peer][0] = o; return }
+                    if errno == EAGAIN || errno == EWOULDBLOCK { outgoing[link][0] = o; return }
                     if errno == EINTR { continue }
                     throw fail(peer, "tcp: lost the connection to rank \(peer) while sending (\(String(cString: strerror(errno)))); it may have exited", code: errno)
                 }
                 o.sent += n
             }
-            outgoing[peer].removeFirst()
+            outgoing[link].removeFirst()
             ready.append(TransportCompletion(id: o.request.id, tag: o.request.tag, length: o.request.length))
         }
     }
 
     /// Reads whatever `peer` has sent: staged bytes first, then the socket, until it is drained
     /// (a short read says so, without another call to find out).
-    private func receive(from peer: Int) throws {
-        guard let s = sockets[peer] else { return }
-        let m = incoming[peer], st = staging[peer]
+    private func receive(from link: Int) throws {
+        guard let s = sockets[link] else { return }
+        let peer = link / connections
+        let m = incoming[link], st = staging[link]
         while true {
             try consumeStaged(m, st, peer: peer)
             // A large rest of a payload goes straight where it belongs.
@@ -330,7 +359,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
                 if m.headerBytes > 0 || hasPending(with: peer) {
                     throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
                 }
-                sockets[peer] = nil
+                sockets[link] = nil
                 closedPeers.insert(peer)
                 return
             }
@@ -429,9 +458,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
         var fds = [pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
-        for (peer, s) in sockets.enumerated() {
+        for (link, s) in sockets.enumerated() {
             guard let s else { continue }
-            fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[peer].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
+            fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[link].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
         }
         // Poll without sleeping for a few microseconds first (a loopback or LAN reply is often
         // that close, and sleeping in the kernel costs a wake-up), when ranks have cores to spare.
@@ -481,7 +510,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     public func close() {
         guard !closed else { return }
         closed = true
-        sockets = Array(repeating: nil, count: size)
+        sockets = Array(repeating: nil, count: size * connections)
         if wakePipe.0 >= 0 { Glibc.close(wakePipe.0); Glibc.close(wakePipe.1) }
     }
 }

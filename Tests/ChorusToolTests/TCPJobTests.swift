@@ -44,6 +44,24 @@ import Testing
         #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
     }
 
+    @Test func everyCollectiveIsCorrectOverSeveralConnectionsPerPeer() throws {
+        // Four channel copies spread over three connections per pair; sizes up to 3 MiB take the
+        // direct-read path too.
+        let r = try runChorus(["bench", "--ranks", "3", "--transport", "tcp", "--collective", "all", "-b", "4", "-e", "3M", "-f", "64",
+                               "-n", "2", "-w", "1", "--check", "--algo", "ring{channels=4}"],
+                              environment: ["CHORUS_SOCKET_NSTREAMS": "3", "CHORUS_TIMEOUT": "60"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"), "\(r.stdout)")
+    }
+
+    @Test func ranksWithDifferentConnectionCountsAreNamed() throws {
+        let r = try runChorus(["run", "-n", "2", "--", "sh", "-c", "CHORUS_SOCKET_NSTREAMS=$((RANK + 1)) exec \"$0\" hello", chorusExecutable],
+                              environment: ["CHORUS_TRANSPORT": "tcp", "CHORUS_TIMEOUT": "60"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("has CHORUS_SOCKET_NSTREAMS="), "\(r.stderr)")
+        #expect(r.stderr.contains("every rank must use the same"), "\(r.stderr)")
+    }
+
     @Test func largeMessagesAreChecked() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--transport", "tcp", "--collective", "all", "-b", "3M", "-e", "3M", "-n", "1", "-w", "0"])
         #expect(r.status == 0, "\(r.stderr)")

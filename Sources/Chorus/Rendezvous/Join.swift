@@ -198,8 +198,14 @@ extension Communicator {
         do { listening = try TCPTransport.listen(host: host) } catch {
             throw .transport("rank \(rank) cannot listen for peers on \(host): \(error)")
         }
-        try client.set("tcp/\(rank)", Array(listening.address.utf8))
-        let addresses = try client.gather("tcp").map(\.utf8String)
+        // Each rank publishes "address streams": every rank must open the same number of
+        // connections per pair, so a difference is an error naming both.
+        try client.set("tcp/\(rank)", Array("\(listening.address) \(configuration.socketStreams)".utf8))
+        let published = try client.gather("tcp").map { $0.utf8String.split(separator: " ").map(String.init) }
+        let addresses = published.map { $0.first ?? "" }
+        if let other = published.indices.first(where: { published[$0].count > 1 && Int(published[$0][1]) != configuration.socketStreams }) {
+            throw .configuration("rank \(rank) has CHORUS_SOCKET_NSTREAMS=\(configuration.socketStreams) but rank \(other) has \(published[other][1]); every rank must use the same")
+        }
         let transport: TCPTransport
         // A rank that cannot connect says so in the store, so the ranks waiting for it to
         // connect fail at once with its reason instead of at CHORUS_TIMEOUT.
@@ -213,13 +219,14 @@ extension Communicator {
         }
         do {
             transport = try TCPTransport(rank: rank, size: size, job: client.nonce, listener: listening.listener,
-                                         addresses: addresses, deadline: deadline, peerTrouble: trouble)
+                                         addresses: addresses, deadline: deadline, connections: configuration.socketStreams,
+                                         peerTrouble: trouble)
         } catch {
             let report = "rank \(rank) (address \(listening.address)): \(error)"
             try? client.set("tcp-trouble", Array(report.utf8))
             throw .transport(report)
         }
-        log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s)")
+        log(.info, "tcp: listening on \(listening.address), connected to \(size - 1) peer(s), \(configuration.socketStreams) connection(s) each")
         return transport
     }
 
