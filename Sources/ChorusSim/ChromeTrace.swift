@@ -14,7 +14,8 @@ extension SimulationResult {
             write(first ? text : ",\n" + text)
             first = false
         }
-        var byRank = [[TraceSlice]](repeating: [], count: ranks)
+        let traced = (slices.map { Int($0.rank) }.max() ?? -1) + 1
+        var byRank = [[TraceSlice]](repeating: [], count: max(traced, min(ranks, 1)))
         for s in slices { byRank[Int(s.rank)].append(s) }
         for (rank, list) in byRank.enumerated() {
             emit("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":\(rank),\"args\":{\"name\":\"rank \(rank)\"}}")

@@ -404,7 +404,7 @@ struct SimulationRun {
         completed += 1
         finishTime = max(finishTime, now)
         let globalOp = g / pieces, t = g % pieces
-        if input.recordTrace {
+        if input.recordTrace, Int(rankOfOp[globalOp]) < (input.traceRanks ?? Int.max) {
             let rank = Int(rankOfOp[globalOp])
             slicesRecorded.append(TraceSlice(rank: Int32(rank), op: Int32(globalOp - opBase[rank]), piece: Int32(t), start: startedAt[g], end: now))
         }

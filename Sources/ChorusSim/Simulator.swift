@@ -12,6 +12,9 @@ public struct SimulationInput: Sendable {
     public var calibration: LinkCalibration?
     /// Record one slice per op instance for a trace.
     public var recordTrace: Bool
+    /// With `recordTrace`, record only ranks below this (a trace of every op of thousands of
+    /// ranks is more than a trace viewer opens); `nil` records every rank.
+    public var traceRanks: Int?
 
     public init(blockElements: Int, elementSize: Int, calibration: LinkCalibration? = nil, recordTrace: Bool = false) {
         self.blockElements = blockElements

@@ -61,6 +61,13 @@ struct SimCommandTests {
         #expect(Set(slices.compactMap { $0["pid"] as? Int }) == [0, 1, 2])
         #expect(slices.contains { ($0["name"] as? String)?.hasPrefix("send to") == true })
         #expect(slices.allSatisfy { (($0["dur"] as? NSNumber)?.doubleValue ?? -1) >= 0 })
+        // --trace-ranks keeps the first ranks only.
+        let some = try runChorus(["sim", "--topology", "localhost", "--ranks", "3", "--algo", "ring", "-b", "1M", "-e", "1M", "--trace", path, "--trace-ranks", "2"])
+        #expect(some.status == 0 && some.stderr.contains("ranks 0-1 of 3"), "\(some.stderr)")
+        let fewerData = try #require(FileManager.default.contents(atPath: path))
+        let fewer = try #require(try JSONSerialization.jsonObject(with: fewerData) as? [String: Any])
+        let fewerSlices = try #require(fewer["traceEvents"] as? [[String: Any]]).filter { $0["ph"] as? String == "X" }
+        #expect(Set(fewerSlices.compactMap { $0["pid"] as? Int }) == [0, 1])
         // No two slices on one (rank, lane) overlap, so every track nests.
         for (_, group) in Dictionary(grouping: slices, by: { "\($0["pid"]!)/\($0["tid"]!)" }) {
             let spans = group.map { (($0["ts"] as! NSNumber).doubleValue, ($0["ts"] as! NSNumber).doubleValue + ($0["dur"] as! NSNumber).doubleValue) }.sorted { $0.0 < $1.0 }

@@ -63,6 +63,8 @@ struct SimCommand: ParsableCommand {
     var csv = false
     @Option(help: "Write a Chrome/Perfetto trace of the largest size to this file.")
     var trace: String?
+    @Option(name: .customLong("trace-ranks"), help: "Trace only the first N ranks (default 64; 0 for all).")
+    var traceRanks: Int = 64
     @Option(help: "Print the N busiest links (utilisation over the run) of the largest size.")
     var links: Int?
     @Flag(name: .customLong("compare-model"), help: "Show the analytic cost model's time beside each row, and the gap.")
@@ -82,6 +84,7 @@ struct SimCommand: ParsableCommand {
         if stepFactor < 2 { throw ValidationError("-f must be at least 2, got \(stepFactor)") }
         if minBytes.bytes > maxBytes.bytes { throw ValidationError("-b \(minBytes.bytes) is larger than -e \(maxBytes.bytes)") }
         if let links, links < 0 { throw ValidationError("--links must be 0 or more, got \(links)") }
+        if traceRanks < 0 { throw ValidationError("--trace-ranks must be 0 (all) or more, got \(traceRanks)") }
         if json && csv { throw ValidationError("choose one of --json and --csv") }
         if schedule != nil && algo != nil { throw ValidationError("give either --schedule or --algo, not both") }
         if channels < 1 { throw ValidationError("--channels must be at least 1, got \(channels)") }
@@ -156,8 +159,9 @@ struct SimCommand: ParsableCommand {
                     plan = try selection.plan()
                     modelled = selection.chosen.estimate?.total
                 }
-                let input = SimulationInput(bytes: bytes, collective: c, ranks: n, dataType: type, calibration: context.calibration,
+                var input = SimulationInput(bytes: bytes, collective: c, ranks: n, dataType: type, calibration: context.calibration,
                                             recordTrace: last && trace != nil)
+                input.traceRanks = traceRanks == 0 ? nil : traceRanks
                 let result: SimulationResult
                 do {
                     result = try simulator.run(plan, input) { fraction in
@@ -265,7 +269,9 @@ struct SimCommand: ParsableCommand {
             }
             result.writeChromeTrace(schedule: plan.schedule) { fputs($0, file) }
             fclose(file)
-            printError("# trace of \(c) at \(ByteCount(bytes)) (\(result.slices.count) slices) written to \(trace); open it in ui.perfetto.dev")
+            let shown = traceRanks == 0 ? result.ranks : min(traceRanks, result.ranks)
+            let scope = shown < result.ranks ? "ranks 0-\(shown - 1) of \(result.ranks) (--trace-ranks 0 for all)" : "all \(result.ranks) ranks"
+            printError("# trace of \(c) at \(ByteCount(bytes)), \(scope), \(result.slices.count) slices, written to \(trace); open it in ui.perfetto.dev")
         }
     }
 
