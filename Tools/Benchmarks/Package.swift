@@ -63,5 +63,18 @@ let package = Package(
             path: "Benchmarks/ScheduleBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
         ),
+        .executableTarget(
+            name: "SimulatorBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "ChorusAlgorithms", package: "swift-chorus"),
+                .product(name: "ChorusSchedule", package: "swift-chorus"),
+                .product(name: "ChorusSelect", package: "swift-chorus"),
+                .product(name: "ChorusSim", package: "swift-chorus"),
+                .product(name: "ChorusTopology", package: "swift-chorus"),
+            ],
+            path: "Benchmarks/SimulatorBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
     ]
 )
