@@ -84,15 +84,7 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    func collectives() throws -> [Collective] {
-        if collective == "all" { return Collective.allCases }
-        return try collective.split(separator: ",").map { name in
-            guard let c = Collective(name: String(name)) else {
-                throw ValidationError("--collective \(name): expected all-reduce, all-gather, reduce-scatter, broadcast, reduce or all")
-            }
-            return c
-        }
-    }
+    func collectives() throws -> [Collective] { try Sweep.collectives(collective) }
 
     func types() throws -> [DataType] {
         if dataType == "all" { return DataType.allCases }

@@ -19,19 +19,7 @@ struct BenchRunner {
     var isWriter: Bool { comm.rank == 0 }
 
     /// The sizes of the sweep: `-b` times `-f` until `-e`.
-    var sizes: [Int] {
-        var out: [Int] = []
-        var s = options.minBytes.bytes
-        while s <= options.maxBytes.bytes {
-            out.append(s)
-            if s == 0 { s = 1 } else {
-                let (next, overflow) = s.multipliedReportingOverflow(by: options.stepFactor)
-                if overflow { break }
-                s = next
-            }
-        }
-        return out
-    }
+    var sizes: [Int] { Sweep.sizes(from: options.minBytes.bytes, to: options.maxBytes.bytes, factor: options.stepFactor) }
 
     /// Runs everything; returns the number of wrong elements seen on any rank.
     mutating func sweep() throws(ChorusError) -> Int {

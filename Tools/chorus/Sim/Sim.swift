@@ -95,19 +95,7 @@ struct SimCommand: ParsableCommand {
     }
 
     /// The sizes of the sweep: `-b` times `-f` until `-e`.
-    var sizes: [Int] {
-        var out: [Int] = []
-        var s = minBytes.bytes
-        while s <= maxBytes.bytes {
-            out.append(s)
-            if s == 0 { s = 1 } else {
-                let (next, overflow) = s.multipliedReportingOverflow(by: stepFactor)
-                if overflow { break }
-                s = next
-            }
-        }
-        return out
-    }
+    var sizes: [Int] { Sweep.sizes(from: minBytes.bytes, to: maxBytes.bytes, factor: stepFactor) }
 
     func run() throws {
         if let calibrate {
@@ -207,14 +195,7 @@ struct SimCommand: ParsableCommand {
             }
             return [userSchedule.collective]
         }
-        let text = collective ?? "all-reduce"
-        if text == "all" { return Collective.allCases }
-        return try text.split(separator: ",").map { name in
-            guard let c = Collective(name: String(name)) else {
-                throw ValidationError("--collective \(name): expected all-reduce, all-gather, reduce-scatter, broadcast, reduce or all")
-            }
-            return c
-        }
+        return try Sweep.collectives(collective ?? "all-reduce")
     }
 
     private func rows(_ c: Collective, plan: Plan, bytes: Int, type: DataType, op: ReduceOp, ranks n: Int, time: Duration) -> [BenchRow] {
