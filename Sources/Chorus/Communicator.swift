@@ -3,7 +3,6 @@ import ChorusExec
 import ChorusSchedule
 import ChorusSelect
 import ChorusTransport
-import ChorusTransport
 import Synchronization
 
 /// A group of ranks that run collectives together: the handle a training runtime holds.
@@ -41,9 +40,7 @@ public final class Communicator: @unchecked Sendable {
         guard (0..<size).contains(peer) else { return "none" }
         let world = worldRanks?[peer] ?? peer
         let me = worldRanks?[rank] ?? rank
-        if world == me { return "self" }
-        if let routed = engine.transport as? PeerRoutedTransport { return routed.kind(of: world) }
-        return engine.transport.kind
+        return world == me ? "self" : engine.transport.kind(of: world)
     }
 
     let engine: Engine

@@ -51,7 +51,7 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
 
     public var kind: String { members.map(\.kind).joined(separator: "+") }
 
-    /// The transport kind that carries messages to `peer` (`self` for this rank).
+    /// The member's kind that carries messages to `peer` (`self` for this rank).
     public func kind(of peer: Int) -> String {
         guard let route = routes[peer] else { return "self" }
         return members[route.member].kind
@@ -98,15 +98,18 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
     }
 
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
-        let busy = outstanding.indices.filter { outstanding[$0] > 0 }
-        if busy.count <= 1 {
+        var busy = 0, first = 0
+        for m in outstanding.indices where outstanding[m] > 0 {
+            if busy == 0 { first = m }
+            busy += 1
+        }
+        if busy <= 1 {
             // Come back now and then even so: the caller's `progress` then reads the other
             // members too (an abort from a peer on another member, say).
-            let now = ContinuousClock.now
-            try members[busy.first ?? 0].waitForActivity(until: min(deadline, now + Self.idleMemberCheck))
+            try members[first].waitForActivity(until: min(deadline, ContinuousClock.now + Self.idleMemberCheck))
             return
         }
-        for m in busy {
+        for m in outstanding.indices where outstanding[m] > 0 {
             let now = ContinuousClock.now
             guard now < deadline else { return }
             try members[m].waitForActivity(until: min(deadline, now + Self.waitSlice))

@@ -107,4 +107,11 @@ public protocol Transport: AnyObject, Sendable {
 
     /// Releases everything; pending requests fail.
     func close()
+    /// The transport that carries messages to `peer`: `kind`, unless the transport routes
+    /// peers to several (`PeerRoutedTransport`).
+    func kind(of peer: Int) -> String
+}
+
+extension Transport {
+    public func kind(of peer: Int) -> String { kind }
 }

@@ -180,8 +180,9 @@ struct MultiHostTests {
                 #expect(p.terminationStatus == 1)
             }
             #expect(errors[0].contains("cannot connect to rank 1 at 127.0.0.1:"), "\(errors[0])")
-            // Rank 0's report, or, if rank 0 has already exited with its store, that it stopped.
-            #expect(errors[1].contains("stops: rank 0"), "\(errors[1])")
+            // Rank 0's report; or, if rank 0 (which hosts the store) exited before rank 1 reached
+            // its accept loop, the lost store. Either way not the timeout.
+            #expect(errors[1].contains("stops: rank 0") || errors[1].contains("lost the rendezvous store"), "\(errors[1])")
             #expect(!errors[1].contains("never connected"), "\(errors[1])")
         }
     }
