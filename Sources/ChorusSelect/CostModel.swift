@@ -48,8 +48,6 @@ public final class CostModel {
     /// Bytes per arc in the step being costed, dense, with the arcs touched (for resetting).
     private var arcLoad: [Double]
     private var touched: [Int32] = []
-    /// When the node does not say how fast its memory is.
-    public static var defaultMemoryBandwidth: Bandwidth { Topology.assumedMemoryBandwidth }
 
     struct RouteLoads {
         var latency: Double

@@ -19,8 +19,6 @@ public struct SimulationResult: Sendable {
     public var usage: [ResourceUsage]
     /// One slice per op instance, when the input asked for a trace.
     public var slices: [TraceSlice]
-    public var channels: Int
-    public var slicesPerCopy: Int
     /// How long the simulation itself took: laying the plan out, then running the events. The
     /// only field that differs between two runs of the same input.
     public var wallClock: (setUp: Duration, events: Duration) = (.zero, .zero)

@@ -236,8 +236,7 @@ struct SimulationRun {
         if let failure { throw failure }
         guard completed == total else { throw SimulationError.stalled(describeStall()) }
         return SimulationResult(time: finishTime.duration, ranks: ranks, opInstances: total, messages: messageCount,
-                                events: eventCount, staleEvents: staleCount, reallocations: reallocations, usage: usage(), slices: slicesRecorded,
-                                channels: plan.channels, slicesPerCopy: slices)
+                                events: eventCount, staleEvents: staleCount, reallocations: reallocations, usage: usage(), slices: slicesRecorded)
     }
 
     private mutating func handle(_ e: Event, _ now: Picoseconds) {

@@ -13,22 +13,9 @@ struct CAPITests {
     let scratchDirectory = ScratchDirectory()
     var scratch: String { scratchDirectory.path }
 
-    /// Runs a command from the repository root; returns status and both outputs.
+    /// Runs a shell command from the repository root; returns status and both outputs.
     func shell(_ command: String, environment: [String: String] = [:]) throws -> ToolResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return ToolResult(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        try runProcess("/bin/sh", ["-c", command], environment: environment)
     }
 
     /// Compiles a C or C++ file against include/chorus.h and the built library.

@@ -19,8 +19,13 @@ struct ToolResult {
 
 /// Runs `chorus` with arguments from the repository root and collects its output.
 func runChorus(_ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    try runProcess(chorusExecutable, arguments, environment: environment)
+}
+
+/// Runs a program from the repository root with extra environment and collects its output.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: chorusExecutable)
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
     var env = ProcessInfo.processInfo.environment
