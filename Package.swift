@@ -16,9 +16,14 @@ let package = Package(
         .library(name: "ChorusSim", targets: ["ChorusSim"]),
         .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
         .library(name: "ChorusTransportSHM", targets: ["ChorusTransportSHM"]),
+        .library(name: "ChorusTransportOFI", targets: ["ChorusTransportOFI"]),
         .library(name: "Chorus", targets: ["Chorus"]),
         // The C API: libChorusC.so, with include/chorus.h.
         .library(name: "ChorusC", type: .dynamic, targets: ["ChorusC"]),
+    ],
+    traits: [
+        .trait(name: "RDMA", description: "The libfabric (OFI) and verbs transports. Needs the headers of libfabric-dev, libibverbs-dev and librdmacm-dev to build; the libraries themselves are loaded with dlopen at run time."),
+        .default(enabledTraits: ["RDMA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,6 +50,14 @@ let package = Package(
         .target(name: "CChorusSHM"),
         .target(name: "ChorusTransportTCP", dependencies: ["ChorusCore", "ChorusTransport"], exclude: ["README.md"]),
         .target(name: "ChorusTransportSHM", dependencies: ["ChorusCore", "ChorusTransport", "CChorusSHM", "CChorusKernels"], exclude: ["README.md"]),
+        // RDMA backends: built under the RDMA trait (their sources are empty without it); the
+        // libraries are loaded with dlopen, so nothing here links libfabric or libibverbs.
+        .target(name: "CChorusFabric", linkerSettings: [.linkedLibrary("dl")]),
+        .target(
+            name: "ChorusTransportOFI",
+            dependencies: ["ChorusCore", "ChorusTransport", .target(name: "CChorusFabric", condition: .when(traits: ["RDMA"]))],
+            exclude: ["README.md"]
+        ),
 
         // MARK: - Layer 2: algorithms
         .target(
@@ -75,7 +88,8 @@ let package = Package(
         .target(
             name: "Chorus",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
-                           "ChorusExec", "ChorusTransport", "ChorusTransportSHM", "ChorusTransportTCP"],
+                           "ChorusExec", "ChorusTransport", "ChorusTransportSHM", "ChorusTransportTCP",
+                           .target(name: "ChorusTransportOFI", condition: .when(traits: ["RDMA"]))],
             exclude: ["README.md"]
         ),
 

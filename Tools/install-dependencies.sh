@@ -9,6 +9,9 @@ packages=(
   pkg-config        # the C API's chorus.pc
   python3-numpy     # the Python binding's tests and training-loop example
   openmpi-bin       # mpirun launching chorus across the namespace hosts (a multi-host test)
+  libfabric-dev     # headers for the libfabric (OFI) transport; the library itself is loaded with dlopen
+  libfabric-bin     # fi_info, to see which libfabric providers a host offers
+  libibverbs-dev librdmacm-dev  # headers for the verbs transport (loaded with dlopen; no device needed to build)
 )
 
 missing=()

@@ -14,6 +14,8 @@ import Glibc
 /// | `CHORUS_TOPO_FILE` | topology the selector models | built from what rendezvous learns |
 /// | `CHORUS_SOCKET_IFNAME` | network interface for sockets | the route to the rendezvous host |
 /// | `CHORUS_SOCKET_NSTREAMS` | TCP connections per pair of ranks (1-16; every rank the same) | 1 |
+/// | `CHORUS_OFI_PROVIDER` | libfabric provider for the OFI transport (`efa`, `tcp`, `shm`, `verbs`, `sockets`) | the first of efa, verbs, tcp offered |
+/// | `CHORUS_OFI_LIBRARY` | the libfabric shared library to load | `libfabric.so.1` |
 /// | `CHORUS_TIMEOUT` | seconds without progress before a collective fails, and the rendezvous deadline | 300 |
 /// | `CHORUS_RENDEZVOUS` | `host:port` of the rendezvous store | `MASTER_ADDR:MASTER_PORT`, or the Slurm step's first host |
 /// | `CHORUS_JOB_TOKEN` | secret every rank presents to the store | the launcher's job id |
@@ -26,6 +28,8 @@ public struct ChorusConfiguration: Sendable {
     public var socketInterface: String?
     /// TCP connections per pair of ranks; channels spread over them.
     public var socketStreams: Int = 1
+    /// The libfabric provider the OFI transport asks for; `nil` for the best offered.
+    public var ofiProvider: String?
     public var timeout: Duration
     public var rendezvous: String?
     public var jobToken: String?
@@ -76,6 +80,7 @@ public struct ChorusConfiguration: Sendable {
             }
             socketStreams = streams
         }
+        ofiProvider = value("CHORUS_OFI_PROVIDER")
         if let t = value("CHORUS_TIMEOUT") {
             guard let seconds = Double(t), seconds > 0, seconds.isFinite else {
                 throw ChorusError.configuration("CHORUS_TIMEOUT=\(t) is not a positive number of seconds")

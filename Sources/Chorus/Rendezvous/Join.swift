@@ -14,25 +14,30 @@ struct PeerInfo: Equatable, Sendable {
     var pid: Int32
     /// Random per process: equal means same process.
     var processToken: UInt64
+    /// The RDMA network this rank could use between hosts (`ofi:efa`, `ofi:verbs`), or empty:
+    /// `auto` uses it only when every rank has the same one.
+    var fabric: String = ""
 
-    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)".utf8) }
+    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)\t\(fabric)".utf8) }
 
-    init(hostID: String, pid: Int32, processToken: UInt64) {
+    init(hostID: String, pid: Int32, processToken: UInt64, fabric: String = "") {
         self.hostID = hostID
         self.pid = pid
         self.processToken = processToken
+        self.fabric = fabric
     }
 
     init?(decoding bytes: [UInt8]) {
         let parts = bytes.utf8String.split(separator: "\t", omittingEmptySubsequences: false)
-        guard parts.count == 3, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
-        self.init(hostID: String(parts[0]), pid: pid, processToken: token)
+        guard parts.count == 3 || parts.count == 4, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
+        self.init(hostID: String(parts[0]), pid: pid, processToken: token, fabric: parts.count == 4 ? String(parts[3]) : "")
     }
 
     /// This process: the host is the boot id plus the network namespace, since network-namespace
     /// test hosts share one kernel (and `/dev/shm`) but not a network.
-    static func current(configuration: ChorusConfiguration) -> PeerInfo {
-        PeerInfo(hostID: configuration.hostID ?? HostIdentity.current, pid: getpid(), processToken: HostIdentity.processToken)
+    static func current(configuration: ChorusConfiguration, probeFabric: Bool) -> PeerInfo {
+        PeerInfo(hostID: configuration.hostID ?? HostIdentity.current, pid: getpid(), processToken: HostIdentity.processToken,
+                 fabric: probeFabric ? Communicator.rdmaFabric(configuration: configuration) : "")
     }
 }
 
@@ -120,7 +125,7 @@ extension Communicator {
             }
         }
         defer { segment?.discard() }
-        let me = PeerInfo.current(configuration: configuration)
+        let me = PeerInfo.current(configuration: configuration, probeFabric: size > 1 && configuration.transport == "auto")
         try client.set("peer/\(rank)", me.encoded)
         let raw = try client.gather("peer")
         var peers: [PeerInfo] = []
@@ -164,14 +169,16 @@ extension Communicator {
             own.unlink()
             segment = nil
             transport = mapped!
+        case .ofi:
+            transport = try Self.connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
         case .tcp:
             transport = try Self.connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
-        case .mixed:
+        case .mixed(let network):
             // The segment made before rendezvous was sized for the whole job; this host's ranks
             // make new ones, sized for themselves.
             segment?.discard()
             segment = nil
-            transport = try Self.connectMixed(rank: rank, size: size, hosts: hosts, peers: peers, client: client,
+            transport = try Self.connectMixed(rank: rank, size: size, hosts: hosts, peers: peers, client: client, network: network,
                                               configuration: configuration, deadline: deadline, log: log)
         }
         try client.done()
@@ -188,7 +195,9 @@ extension Communicator {
                                 jobToken: launch.jobToken, configuration: configuration)
     }
 
-    enum TransportChoice { case inProcess, sharedMemory, tcp, mixed }
+    /// What carries messages between hosts.
+    enum Network: String { case tcp = "TCP", ofi = "OFI" }
+    enum TransportChoice: Equatable { case inProcess, sharedMemory, tcp, ofi, mixed(Network) }
 
     /// TCP between every pair: listen, publish the address, connect.
     static func connectTCP(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
@@ -230,8 +239,8 @@ extension Communicator {
         return transport
     }
 
-    /// Shared memory among the ranks of this host, TCP to the ranks of other hosts.
-    static func connectMixed(rank: Int, size: Int, hosts: [Int], peers: [PeerInfo], client: RendezvousClient,
+    /// Shared memory among the ranks of this host, `network` to the ranks of other hosts.
+    static func connectMixed(rank: Int, size: Int, hosts: [Int], peers: [PeerInfo], client: RendezvousClient, network: Network,
                              configuration: ChorusConfiguration, deadline: ContinuousClock.Instant, log: Log) throws(ChorusError) -> Transport {
         let local = (0..<size).filter { hosts[$0] == hosts[rank] }
         let localIndex = local.firstIndex(of: rank)!
@@ -263,14 +272,16 @@ extension Communicator {
         }
         segment?.unlink()
         segment = nil
-        let tcp = try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
-        var members: [Transport] = [tcp]
+        let between: Transport = network == .ofi
+            ? try connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
+            : try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+        var members: [Transport] = [between]
         var routes: [PeerRoutedTransport.Route?] = (0..<size).map { $0 == rank ? nil : PeerRoutedTransport.Route(member: 0, rank: $0) }
         if let shared {
             members.append(shared)
             for (i, r) in local.enumerated() where r != rank { routes[r] = PeerRoutedTransport.Route(member: 1, rank: i) }
         }
-        log(.info, "shared memory with rank(s) \(local.filter { $0 != rank }.map(String.init).joined(separator: ", ")) on this host; TCP with the \(size - local.count) rank(s) on other hosts")
+        log(.info, "shared memory with rank(s) \(local.filter { $0 != rank }.map(String.init).joined(separator: ", ")) on this host; \(network.rawValue) with the \(size - local.count) rank(s) on other hosts")
         return PeerRoutedTransport(rank: rank, size: size, members: members, routes: routes)
     }
 
@@ -339,12 +350,33 @@ extension Communicator {
                 return .sharedMemory
             }
             let largestHost = Dictionary(grouping: hosts, by: { $0 }).values.map(\.count).max() ?? 1
-            if largestHost > 1 {
-                if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts: shared memory between ranks of one host, TCP between hosts (no RDMA transport in this build)") }
-                return .mixed
+            // RDMA between hosts only when every rank has the same kind; otherwise say who lacks it.
+            let network: Network
+            let why: String
+            if !peers[0].fabric.isEmpty && peers.allSatisfy({ $0.fabric == peers[0].fabric }) {
+                network = .ofi
+                why = "every rank has \(peers[0].fabric)"
+            } else {
+                network = .tcp
+                if let without = peers.firstIndex(where: { $0.fabric.isEmpty }) {
+                    why = "no RDMA transport on rank \(without)'s host: \(rank == without ? Self.rdmaAbsence(configuration: configuration) : "see its INFO log")"
+                } else {
+                    let other = peers.firstIndex { $0.fabric != peers[0].fabric }!
+                    why = "ranks 0 and \(other) have different RDMA networks (\(peers[0].fabric), \(peers[other].fabric))"
+                }
             }
-            if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts, one each: using TCP between every pair (no RDMA transport in this build)") }
-            return .tcp
+            if largestHost > 1 {
+                if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts: shared memory between ranks of one host, \(network.rawValue) between hosts (\(why))") }
+                return .mixed(network)
+            }
+            if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts, one each: using \(network.rawValue) between every pair (\(why))") }
+            return network == .ofi ? .ofi : .tcp
+        case "ofi":
+            guard Self.hasOFI else {
+                throw .unsupported("CHORUS_TRANSPORT=ofi: this build of Chorus has no OFI transport (it was built without the package's RDMA trait)")
+            }
+            if rank == 0 { log(.info, "CHORUS_TRANSPORT=ofi: all \(size) ranks use libfabric\(configuration.ofiProvider.map { " (provider \($0))" } ?? "")") }
+            return .ofi
         case "tcp":
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=tcp: all \(size) ranks use TCP") }
             return .tcp

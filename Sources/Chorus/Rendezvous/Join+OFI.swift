@@ -1,0 +1,107 @@
+import ChorusCore
+import ChorusTransport
+#if RDMA
+import ChorusTransportOFI
+#endif
+
+extension Communicator {
+    /// Whether this build has the OFI transport (the package's RDMA trait).
+    static var hasOFI: Bool {
+        #if RDMA
+        true
+        #else
+        false
+        #endif
+    }
+
+    /// libfabric between every pair: open an endpoint, publish its address, add every peer's.
+    ///
+    /// Each rank publishes `ok PROVIDER DOMAIN HEXADDRESS` or `error REASON` under `ofi/RANK`,
+    /// so a rank that cannot open an endpoint makes every rank fail at once with its reason, and
+    /// ranks that found different providers are told which.
+    static func connectOFI(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
+                           log: Log) throws(ChorusError) -> Transport {
+        #if RDMA
+        let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
+        let transport: OFITransport
+        do {
+            transport = try OFITransport(rank: rank, size: size, provider: configuration.ofiProvider, host: host)
+        } catch {
+            try client.set("ofi/\(rank)", Array("error \(error)".utf8))
+            throw .unsupported("CHORUS_TRANSPORT=ofi: rank \(rank): \(error)")
+        }
+        let hex = transport.address.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        // Provider names contain ";" but no spaces; a domain name's spaces become "_" (it is only shown).
+        let domain = String(transport.domainName.map { $0 == " " ? "_" : $0 })
+        try client.set("ofi/\(rank)", Array("ok \(transport.provider) \(domain) \(hex)".utf8))
+        let published = try client.gather("ofi").map { $0.utf8String }
+        var addresses: [[UInt8]] = []
+        for (r, entry) in published.enumerated() {
+            let fields = entry.split(separator: " ", maxSplits: 3).map(String.init)
+            if fields.first == "error" {
+                transport.close()
+                throw .transport("rank \(r) cannot use the OFI transport: \(entry.dropFirst(6))")
+            }
+            guard fields.count == 4, fields[0] == "ok", let bytes = Self.decodeHex(fields[3]) else {
+                transport.close()
+                throw .rendezvous("rank \(r) published an OFI address this rank cannot read: '\(entry.prefix(80))'")
+            }
+            guard fields[1] == transport.provider else {
+                transport.close()
+                throw .configuration("rank \(rank) uses libfabric provider '\(transport.provider)' but rank \(r) uses '\(fields[1])'; set CHORUS_OFI_PROVIDER to the same provider on every rank")
+            }
+            addresses.append(bytes)
+        }
+        do {
+            try transport.connect(addresses: addresses)
+        } catch {
+            transport.close()
+            throw .transport("rank \(rank): \(error)")
+        }
+        log(.info, "ofi: provider \(transport.provider) on \(transport.domainName), \(size - 1) peer(s) in the address vector")
+        return transport
+        #else
+        throw .unsupported("CHORUS_TRANSPORT=ofi: this build of Chorus has no OFI transport (it was built without the package's RDMA trait)")
+        #endif
+    }
+
+    /// The RDMA network this rank could use between hosts: `ofi:efa` or `ofi:verbs` when
+    /// libfabric offers that provider here (and `CHORUS_OFI_PROVIDER` does not name another), else "".
+    static func rdmaFabric(configuration: ChorusConfiguration) -> String {
+        #if RDMA
+        guard let offered = try? OFITransport.availableProviders() else { return "" }
+        for name in ["efa", "verbs"] where configuration.ofiProvider == nil || configuration.ofiProvider == name {
+            if offered.contains(where: { $0.provider == name || $0.provider.hasPrefix(name + ";") }) { return "ofi:\(name)" }
+        }
+        #endif
+        return ""
+    }
+
+    /// Why this rank has no RDMA network, in a few words.
+    static func rdmaAbsence(configuration: ChorusConfiguration) -> String {
+        #if RDMA
+        do {
+            let offered = Set(try OFITransport.availableProviders().map(\.provider)).sorted()
+            return "libfabric offers \(offered.isEmpty ? "no provider" : offered.joined(separator: ", ")) but no efa or verbs provider\(configuration.ofiProvider.map { " (CHORUS_OFI_PROVIDER=\($0))" } ?? "")"
+        } catch {
+            return "\(error)"
+        }
+        #else
+        return "this build has no RDMA transports (built without the package's RDMA trait)"
+        #endif
+    }
+
+    static func decodeHex(_ s: String) -> [UInt8]? {
+        let digits = Array(s.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var i = 0
+        while i < digits.count {
+            guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+            i += 2
+        }
+        return bytes
+    }
+}
