@@ -115,6 +115,7 @@ let package = Package(
         .testTarget(name: "ChorusSimTests", dependencies: ["ChorusSim", "ChorusAlgorithms", "ChorusSelect"]),
         .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
         .testTarget(name: "ChorusTests", dependencies: ["Chorus"]),
+        .testTarget(name: "ChorusTransportOFITests", dependencies: ["ChorusTransport", "ChorusTransportOFI"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )

@@ -461,9 +461,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
 
     /// Reads the completion queue, retries the backlog, and raises any failure. Under the lock.
     private func pump() throws {
+        // After an abort the queue is still read (the abort messages leave only as the provider
+        // progresses), but nothing is reported.
         if abortRequested.load(ordering: .acquiring) { sendAbortMessages() }
-        if let failure { throw failure }
-        if let localAbort { throw localAbort }
         if !backlog.isEmpty {
             var kept: [(operation: Int, tag: UInt64, peer: Int)] = []
             for b in backlog {
@@ -487,6 +487,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
                 break
             }
         }
+        if let localAbort { throw localAbort }
         if let failure { throw failure }
     }
 
@@ -563,7 +564,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
         case .receive(let r, let expected) where e.err == Int32(FI_ETRUNC):
             // The sender sent more than the receive expected: report its length (the executor
             // names the disagreement).
-            ready.append(TransportCompletion(id: r.id, tag: senderTag(data: e.data, expected: expected), length: e.len + e.olen))
+            // Providers differ in whether `len` is what arrived or what was sent.
+            let sent = e.len > r.length ? e.len : max(e.len + e.olen, r.length + 1)
+            ready.append(TransportCompletion(id: r.id, tag: senderTag(data: e.data, expected: expected), length: sent))
         case .receive(let r, _):
             throw fail(TransportError(.completion, peer: r.peer, code: e.err, "receiving from rank \(r.peer) over \(provider) failed: \(why)"))
         case .send(let r):

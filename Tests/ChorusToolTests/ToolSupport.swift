@@ -80,3 +80,12 @@ func killRankOneMidCollective(environment extra: [String: String]) throws -> (pi
     ranks[1].0.waitUntilExit()
     return (ranks[1].0.processIdentifier, survivors)
 }
+
+/// Whether this build has the OFI transport (the package's RDMA trait, on by default).
+let chorusHasOFI: Bool = {
+    #if RDMA
+    true
+    #else
+    false
+    #endif
+}()

@@ -65,12 +65,13 @@ extension Communicator {
         #endif
     }
 
-    /// The RDMA network this rank could use between hosts: `ofi:efa` or `ofi:verbs` when
-    /// libfabric offers that provider here (and `CHORUS_OFI_PROVIDER` does not name another), else "".
+    /// The network this rank could use through libfabric between hosts: `ofi:efa` or `ofi:verbs`
+    /// when libfabric offers that provider here, or `ofi:NAME` when `CHORUS_OFI_PROVIDER` names
+    /// a provider offered here (the user asked for it); else "".
     static func rdmaFabric(configuration: ChorusConfiguration) -> String {
         #if RDMA
         guard let offered = try? OFITransport.availableProviders() else { return "" }
-        for name in ["efa", "verbs"] where configuration.ofiProvider == nil || configuration.ofiProvider == name {
+        for name in configuration.ofiProvider.map({ [$0] }) ?? ["efa", "verbs"] {
             if offered.contains(where: { $0.provider == name || $0.provider.hasPrefix(name + ";") }) { return "ofi:\(name)" }
         }
         #endif
