@@ -37,7 +37,7 @@ struct MultiHostTests {
 
     /// Runs `arguments` as 2 ranks on each of `hostCount` namespace hosts; returns each rank's
     /// standard output after checking every rank exited 0.
-    func launch(hostCount: Int, prefix: String, subnet: String, _ arguments: [String]) throws -> [String] {
+    func launch(hostCount: Int, prefix: String, subnet: String, environment extra: [String: String] = [:], _ arguments: [String]) throws -> [String] {
         let ranks = hostCount * 2
         let port = 20000 + Int.random(in: 0..<20000)
         var processes: [(Process, Pipe, Pipe)] = []
@@ -58,6 +58,7 @@ struct MultiHostTests {
             }
             env["CHORUS_JOB_TOKEN"] = prefix
             env["CHORUS_TIMEOUT"] = "60"
+            for (k, v) in extra { env[k] = v }
             p.environment = env
             let out = Pipe(), err = Pipe()
             p.standardOutput = out
@@ -76,31 +77,44 @@ struct MultiHostTests {
         return outputs
     }
 
-    @Test(arguments: [2, 4])
-    func benchChecksEveryCollectiveAcrossHosts(hostCount: Int) throws {
-        let prefix = "ch\(getpid() % 100000)x\(hostCount)"
-        let subnet = "10.213.\(Int(getpid()) % 200 + hostCount)"
+    /// Between hosts: TCP (auto, with no RDMA provider here), or libfabric's tcp provider (auto,
+    /// with `CHORUS_OFI_PROVIDER` naming it).
+    static let networks: [(name: String, environment: [String: String])] =
+        [("tcp", [:])] + (chorusHasOFI ? [("ofi", ["CHORUS_OFI_PROVIDER": "tcp"])] : [])
+
+    @Test(arguments: [2, 4], networks.map(\.name))
+    func benchChecksEveryCollectiveAcrossHosts(hostCount: Int, network: String) throws {
+        let prefix = "ch\(getpid() % 100000)x\(hostCount)\(network.prefix(1))"
+        let subnet = "10.\(network == "tcp" ? 213 : 215).\(Int(getpid()) % 200 + hostCount)"
+        let environment = Self.networks.first { $0.name == network }!.environment
         try hosts(hostCount, prefix: prefix, subnet: subnet) {
             let ranks = hostCount * 2
-            let outputs = try launch(hostCount: hostCount, prefix: prefix, subnet: subnet,
+            let outputs = try launch(hostCount: hostCount, prefix: prefix, subnet: subnet, environment: environment,
                                      ["bench", "--collective", "all", "-b", "4", "-e", "64K", "-f", "16", "-n", "2", "-w", "1"])
             // Rank 0 alone prints the table. Two ranks per host: shared memory inside a host,
-            // TCP between hosts.
-            #expect(outputs[0].contains("\(ranks) rank(s), transport tcp+shm"), "\(outputs[0])")
+            // the network between hosts.
+            #expect(outputs[0].contains("\(ranks) rank(s), transport \(network)+shm"), "\(outputs[0])")
             #expect(outputs[0].contains("# Out of bounds values : 0 OK"))
             for c in ["all-reduce", "all-gather", "reduce-scatter", "broadcast", "reduce"] { #expect(outputs[0].contains("# collective: \(c)")) }
             #expect(outputs.dropFirst().allSatisfy { $0.isEmpty })
         }
     }
 
-    @Test func everyPairUsesSharedMemoryInsideAHostAndTCPBetweenHosts() throws {
-        let prefix = "ch\(getpid() % 100000)p"
-        let subnet = "10.214.\(Int(getpid()) % 200)"
+    @Test(arguments: networks.map(\.name))
+    func everyPairUsesSharedMemoryInsideAHostAndTheNetworkBetweenHosts(network: String) throws {
+        let prefix = "ch\(getpid() % 100000)p\(network.prefix(1))"
+        let subnet = "10.\(network == "tcp" ? 214 : 216).\(Int(getpid()) % 200)"
+        let environment = Self.networks.first { $0.name == network }!.environment
         try hosts(2, prefix: prefix, subnet: subnet) {
-            let outputs = try launch(hostCount: 2, prefix: prefix, subnet: subnet, ["hello", "--check"])
-            let expected = ["(shm: 1; tcp: 2, 3)", "(shm: 0; tcp: 2, 3)", "(shm: 3; tcp: 0, 1)", "(shm: 2; tcp: 0, 1)"]
+            let outputs = try launch(hostCount: 2, prefix: prefix, subnet: subnet, environment: environment, ["hello", "--check"])
+            let n = network
+            // Kinds are listed in alphabetical order.
+            func pairs(_ shm: String, _ other: String) -> String {
+                n < "shm" ? "(\(n): \(other); shm: \(shm))" : "(shm: \(shm); \(n): \(other))"
+            }
+            let expected = [pairs("1", "2, 3"), pairs("0", "2, 3"), pairs("3", "0, 1"), pairs("2", "0, 1")]
             for (r, text) in outputs.enumerated() {
-                #expect(text.contains("rank \(r) of 4: transport tcp+shm \(expected[r])"), "\(text)")
+                #expect(text.contains("rank \(r) of 4: transport \(n)+shm \(expected[r])"), "\(text)")
                 #expect(text.contains(" 0 wrong"), "\(text)")
             }
         }
