@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "ChorusTransport", targets: ["ChorusTransport"]),
         .library(name: "ChorusTransportSHM", targets: ["ChorusTransportSHM"]),
         .library(name: "ChorusTransportOFI", targets: ["ChorusTransportOFI"]),
+        .library(name: "ChorusTransportVerbs", targets: ["ChorusTransportVerbs"]),
         .library(name: "Chorus", targets: ["Chorus"]),
         // The C API: libChorusC.so, with include/chorus.h.
         .library(name: "ChorusC", type: .dynamic, targets: ["ChorusC"]),
@@ -53,6 +54,12 @@ let package = Package(
         // RDMA backends: built under the RDMA trait (their sources are empty without it); the
         // libraries are loaded with dlopen, so nothing here links libfabric or libibverbs.
         .target(name: "CChorusFabric", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "CChorusVerbs", linkerSettings: [.linkedLibrary("dl")]),
+        .target(
+            name: "ChorusTransportVerbs",
+            dependencies: ["ChorusCore", "ChorusTransport", .target(name: "CChorusVerbs", condition: .when(traits: ["RDMA"]))],
+            exclude: ["README.md"]
+        ),
         .target(
             name: "ChorusTransportOFI",
             dependencies: ["ChorusCore", "ChorusTransport", .target(name: "CChorusFabric", condition: .when(traits: ["RDMA"]))],
@@ -89,7 +96,7 @@ let package = Package(
             name: "Chorus",
             dependencies: ["ChorusCore", "ChorusTopology", "ChorusSchedule", "ChorusAlgorithms", "ChorusSelect",
                            "ChorusExec", "ChorusTransport", "ChorusTransportSHM", "ChorusTransportTCP",
-                           .target(name: "ChorusTransportOFI", condition: .when(traits: ["RDMA"]))],
+                           "ChorusTransportVerbs", .target(name: "ChorusTransportOFI", condition: .when(traits: ["RDMA"]))],
             exclude: ["README.md"]
         ),
 
@@ -116,6 +123,7 @@ let package = Package(
         .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
         .testTarget(name: "ChorusTests", dependencies: ["Chorus"]),
         .testTarget(name: "ChorusTransportOFITests", dependencies: ["ChorusTransport", "ChorusTransportOFI"]),
+        .testTarget(name: "ChorusTransportVerbsTests", dependencies: ["ChorusTransport", "ChorusTransportVerbs"]),
         .testTarget(name: "ChorusToolTests", dependencies: ["chorus", "ChorusTopology"]),
     ]
 )
