@@ -16,6 +16,9 @@ import Glibc
 /// | `CHORUS_SOCKET_NSTREAMS` | TCP connections per pair of ranks (1-16; every rank the same) | 1 |
 /// | `CHORUS_OFI_PROVIDER` | libfabric provider for the OFI transport (`efa`, `tcp`, `shm`, `verbs`, `sockets`) | the first of efa, verbs, tcp offered |
 /// | `CHORUS_OFI_LIBRARY` | the libfabric shared library to load | `libfabric.so.1` |
+/// | `CHORUS_IB_HCA` | RDMA device (and port, `mlx5_0:1`) for the verbs transport | the first with an active InfiniBand or RoCE port |
+/// | `CHORUS_IB_GID_INDEX` | GID index for RoCE | the first RoCE v2 GID with an IPv4-mapped address |
+/// | `CHORUS_VERBS_LIBRARY` | the libibverbs shared library to load | `libibverbs.so.1` |
 /// | `CHORUS_TIMEOUT` | seconds without progress before a collective fails, and the rendezvous deadline | 300 |
 /// | `CHORUS_RENDEZVOUS` | `host:port` of the rendezvous store | `MASTER_ADDR:MASTER_PORT`, or the Slurm step's first host |
 /// | `CHORUS_JOB_TOKEN` | secret every rank presents to the store | the launcher's job id |
@@ -30,6 +33,10 @@ public struct ChorusConfiguration: Sendable {
     public var socketStreams: Int = 1
     /// The libfabric provider the OFI transport asks for; `nil` for the best offered.
     public var ofiProvider: String?
+    /// The RDMA device (`name` or `name:port`) for the verbs transport; `nil` for the first usable.
+    public var ibDevice: String?
+    /// The GID index for RoCE; `nil` to choose.
+    public var ibGIDIndex: Int32?
     public var timeout: Duration
     public var rendezvous: String?
     public var jobToken: String?
@@ -81,6 +88,13 @@ public struct ChorusConfiguration: Sendable {
             socketStreams = streams
         }
         ofiProvider = value("CHORUS_OFI_PROVIDER")
+        ibDevice = value("CHORUS_IB_HCA")
+        if let g = value("CHORUS_IB_GID_INDEX") {
+            guard let index = Int32(g), (0...255).contains(index) else {
+                throw ChorusError.configuration("CHORUS_IB_GID_INDEX=\(g) is not a GID index from 0 to 255")
+            }
+            ibGIDIndex = index
+        }
         if let t = value("CHORUS_TIMEOUT") {
             guard let seconds = Double(t), seconds > 0, seconds.isFinite else {
                 throw ChorusError.configuration("CHORUS_TIMEOUT=\(t) is not a positive number of seconds")

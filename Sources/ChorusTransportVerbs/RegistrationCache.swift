@@ -73,6 +73,17 @@ public struct RegistrationCache<Registration> {
         }
     }
 
+    /// Drops the registrations overlapping `[base, base + length)` that nothing holds (for
+    /// callers that cannot promise to `invalidate` before freeing memory).
+    public mutating func dropUnheld(base: UInt, length: Int, deregister: (Registration) -> Void) {
+        let end = base + UInt(max(length, 1))
+        entries.removeAll { e in
+            let drop = e.holds == 0 && e.base < end && base < e.base + UInt(e.length)
+            if drop { deregister(e.registration) }
+            return drop
+        }
+    }
+
     /// Drops everything.
     public mutating func removeAll(deregister: (Registration) -> Void) {
         for e in entries { deregister(e.registration) }

@@ -89,3 +89,9 @@ let chorusHasOFI: Bool = {
     false
     #endif
 }()
+
+/// Whether this host has an RDMA device (InfiniBand or RoCE) the verbs suite can run on.
+let verbsDevicePresent: Bool = {
+    let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/infiniband")) ?? []
+    return chorusHasOFI && !devices.isEmpty
+}()

@@ -30,7 +30,7 @@ extension Communicator {
             try client.set("ofi/\(rank)", Array("error \(error)".utf8))
             throw .unsupported("CHORUS_TRANSPORT=ofi: rank \(rank): \(error)")
         }
-        let hex = transport.address.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        let hex = Self.encodeHex(transport.address)
         // Provider names contain ";" but no spaces; a domain name's spaces become "_" (it is only shown).
         let domain = String(transport.domainName.map { $0 == " " ? "_" : $0 })
         try client.set("ofi/\(rank)", Array("ok \(transport.provider) \(domain) \(hex)".utf8))
@@ -65,15 +65,18 @@ extension Communicator {
         #endif
     }
 
-    /// The network this rank could use through libfabric between hosts: `ofi:efa` or `ofi:verbs`
-    /// when libfabric offers that provider here, or `ofi:NAME` when `CHORUS_OFI_PROVIDER` names
-    /// a provider offered here (the user asked for it); else "".
+    /// The RDMA network this rank could use between hosts: `ofi:NAME` when `CHORUS_OFI_PROVIDER`
+    /// names a provider offered here (the user asked for it); else `ofi:efa` when libfabric
+    /// offers efa, `verbs` when an InfiniBand or RoCE port is active, `ofi:verbs` when libfabric
+    /// offers its verbs provider; else "".
     static func rdmaFabric(configuration: ChorusConfiguration) -> String {
         #if RDMA
-        guard let offered = try? OFITransport.availableProviders() else { return "" }
-        for name in configuration.ofiProvider.map({ [$0] }) ?? ["efa", "verbs"] {
-            if offered.contains(where: { $0.provider == name || $0.provider.hasPrefix(name + ";") }) { return "ofi:\(name)" }
-        }
+        let offered = (try? OFITransport.availableProviders()) ?? []
+        func offers(_ name: String) -> Bool { offered.contains { $0.provider == name || $0.provider.hasPrefix(name + ";") } }
+        if let named = configuration.ofiProvider { return offers(named) ? "ofi:\(named)" : "" }
+        if offers("efa") { return "ofi:efa" }
+        if verbsAbsence(configuration: configuration) == nil { return "verbs" }
+        if offers("verbs") { return "ofi:verbs" }
         #endif
         return ""
     }
@@ -81,11 +84,12 @@ extension Communicator {
     /// Why this rank has no RDMA network, in a few words.
     static func rdmaAbsence(configuration: ChorusConfiguration) -> String {
         #if RDMA
+        let verbs = verbsAbsence(configuration: configuration) ?? "a verbs device is usable"
         do {
             let offered = Set(try OFITransport.availableProviders().map(\.provider)).sorted()
-            return "libfabric offers \(offered.isEmpty ? "no provider" : offered.joined(separator: ", ")) but no efa or verbs provider\(configuration.ofiProvider.map { " (CHORUS_OFI_PROVIDER=\($0))" } ?? "")"
+            return "verbs: \(verbs); libfabric offers \(offered.isEmpty ? "no provider" : offered.joined(separator: ", ")) but no efa provider\(configuration.ofiProvider.map { " (CHORUS_OFI_PROVIDER=\($0))" } ?? "")"
         } catch {
-            return "\(error)"
+            return "verbs: \(verbs); \(error)"
         }
         #else
         return "this build has no RDMA transports (built without the package's RDMA trait)"

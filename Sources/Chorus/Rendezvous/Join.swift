@@ -171,6 +171,8 @@ extension Communicator {
             transport = mapped!
         case .ofi:
             transport = try Self.connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
+        case .verbs:
+            transport = try Self.connectVerbs(rank: rank, size: size, client: client, configuration: configuration, log: log)
         case .tcp:
             transport = try Self.connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
         case .mixed(let network):
@@ -196,8 +198,8 @@ extension Communicator {
     }
 
     /// What carries messages between hosts.
-    enum Network: String { case tcp = "TCP", ofi = "OFI" }
-    enum TransportChoice: Equatable { case inProcess, sharedMemory, tcp, ofi, mixed(Network) }
+    enum Network: String { case tcp = "TCP", ofi = "OFI", verbs = "verbs" }
+    enum TransportChoice: Equatable { case inProcess, sharedMemory, tcp, ofi, verbs, mixed(Network) }
 
     /// TCP between every pair: listen, publish the address, connect.
     static func connectTCP(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
@@ -272,9 +274,11 @@ extension Communicator {
         }
         segment?.unlink()
         segment = nil
-        let between: Transport = network == .ofi
-            ? try connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
-            : try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+        let between: Transport = switch network {
+        case .ofi: try connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
+        case .verbs: try connectVerbs(rank: rank, size: size, client: client, configuration: configuration, log: log)
+        case .tcp: try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+        }
         var members: [Transport] = [between]
         var routes: [PeerRoutedTransport.Route?] = (0..<size).map { $0 == rank ? nil : PeerRoutedTransport.Route(member: 0, rank: $0) }
         if let shared {
@@ -354,7 +358,7 @@ extension Communicator {
             let network: Network
             let why: String
             if !peers[0].fabric.isEmpty && peers.allSatisfy({ $0.fabric == peers[0].fabric }) {
-                network = .ofi
+                network = peers[0].fabric == "verbs" ? .verbs : .ofi
                 why = "every rank has \(peers[0].fabric)"
             } else {
                 network = .tcp
@@ -370,18 +374,24 @@ extension Communicator {
                 return .mixed(network)
             }
             if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts, one each: using \(network.rawValue) between every pair (\(why))") }
-            return network == .ofi ? .ofi : .tcp
+            return switch network { case .ofi: .ofi; case .verbs: .verbs; case .tcp: .tcp }
         case "ofi":
             guard Self.hasOFI else {
                 throw .unsupported("CHORUS_TRANSPORT=ofi: this build of Chorus has no OFI transport (it was built without the package's RDMA trait)")
             }
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=ofi: all \(size) ranks use libfabric\(configuration.ofiProvider.map { " (provider \($0))" } ?? "")") }
             return .ofi
+        case "verbs":
+            guard Self.hasOFI else {
+                throw .unsupported("CHORUS_TRANSPORT=verbs: this build of Chorus has no verbs transport (it was built without the package's RDMA trait)")
+            }
+            if rank == 0 { log(.info, "CHORUS_TRANSPORT=verbs: all \(size) ranks use RDMA verbs") }
+            return .verbs
         case "tcp":
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=tcp: all \(size) ranks use TCP") }
             return .tcp
         default:
-            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): the \(configuration.transport) transport is not available in this build yet; use auto, tcp, shm or inproc")
+            throw .unsupported("CHORUS_TRANSPORT=\(configuration.transport): not a transport; use auto, shm, tcp, ofi, verbs or inproc")
         }
     }
 }

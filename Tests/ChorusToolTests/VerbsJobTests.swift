@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+
+/// The verbs transport on RDMA hardware: every collective, a channel sweep through the
+/// zero-copy writes, a killed rank. Runs only on a host with an InfiniBand or RoCE device and
+/// is skipped, visibly, elsewhere (the protocol's device-free parts are tested in
+/// ChorusTransportVerbsTests everywhere).
+@Suite(.serialized, .enabled(if: verbsDevicePresent, "no RDMA device on this host (/sys/class/infiniband is empty): the verbs hardware suite is skipped"))
+struct VerbsJobTests {
+    static let verbs = ["CHORUS_TRANSPORT": "verbs", "CHORUS_TIMEOUT": "60"]
+
+    @Test(arguments: [2, 3, 4])
+    func everyCollectiveIsCorrectOverVerbs(ranks: Int) throws {
+        let r = try runChorus(["run", "-n", String(ranks), "--", chorusExecutable, "hello", "--check"], environment: Self.verbs)
+        #expect(r.status == 0, "\(r.stderr)")
+        let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
+        #expect(summaries.count == ranks && summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)")
+        #expect(r.stdout.components(separatedBy: "transport verbs").count == ranks + 1, "\(r.stdout)")
+    }
+
+    @Test func everyCollectiveIsCheckedAcrossASweepWithSeveralChannels() throws {
+        let r = try runChorus(["bench", "--ranks", "3", "--transport", "verbs", "--collective", "all", "-b", "4", "-e", "64M", "-f", "16",
+                               "-n", "2", "-w", "1", "--check", "--algo", "ring{channels=4}"], environment: Self.verbs)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"), "\(r.stdout)")
+    }
+
+    @Test func aKilledRankIsNamedByTheOthers() throws {
+        let (_, survivors) = try killRankOneMidCollective(environment: ["CHORUS_TRANSPORT": "verbs", "CHORUS_TIMEOUT": "10"])
+        for (status, text) in survivors {
+            #expect(status == 1)
+            #expect(text.contains("rank 1"), "\(text)")
+        }
+    }
+}
