@@ -69,3 +69,15 @@ struct OFIJobTests {
         #expect(r.stderr.contains("cannot load /nonexistent/libfabric.so.1"), "\(r.stderr)")
     }
 }
+
+/// Hosts without libfabric: the same binary runs, and auto says why it uses TCP.
+@Suite(.serialized, .enabled(if: chorusHasOFI, "this build has no OFI transport (built without the RDMA trait)"))
+struct NoLibfabricTests {
+    @Test func autoRunsWithoutLibfabricAndSaysWhy() throws {
+        let r = try runChorus(["run", "-n", "2", "--", "sh", "-c", "CHORUS_HOSTID=host$RANK exec \"$0\" hello --check", chorusExecutable],
+                              environment: ["CHORUS_OFI_LIBRARY": "/nonexistent/libfabric.so.1", "CHORUS_DEBUG": "INFO", "CHORUS_TIMEOUT": "60"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("cannot load /nonexistent/libfabric.so.1"), "\(r.stderr)")
+        #expect(r.stdout.components(separatedBy: "transport tcp").count == 3, "\(r.stdout)")
+    }
+}
