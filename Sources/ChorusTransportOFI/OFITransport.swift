@@ -29,8 +29,10 @@ import Glibc
 /// call signature the executor checks travels as remote completion data (`fi_tsenddata`; only
 /// its low bytes on providers with less than 8 bytes of it, such as EFA's 4).
 ///
-/// Control messages (any source; a pool of receives stays posted): `announce` (stream, number)
-/// and `abort` (the reason). A send completes when the provider reports it complete (its buffer
+/// Control messages (any source; a pool of receives stays posted): `announce` (stream, number),
+/// `abort` (the reason), and `probe` (nothing: sent to the peers awaited after half a second
+/// without any completion, so that a dead peer is found by the failed send on providers that
+/// report one, such as efa; tcp completes sends to a dead peer). A send completes when the provider reports it complete (its buffer
 /// may be reused); a receive when its bytes are in place.
 ///
 /// ## Memory
@@ -42,8 +44,10 @@ import Glibc
 /// `waitForActivity` polls the completion queue for a few microseconds, then sleeps on its wait
 /// descriptor (`FI_WAIT_FD`, after `fi_trywait`) and on a wake-up pipe `abort` writes to; providers
 /// without one are polled with sleeps that grow to a millisecond. A completion with an error fails
-/// the job with the provider's words and the peer. A peer that dies without a word is found by the
-/// executor's timeout (`CHORUS_TIMEOUT`), which names the peer waited for.
+/// the job with the provider's words and the peer. A peer that dies without a word is found, when
+/// a receive waits for it and nothing has arrived for half a second: on this host by its pid
+/// (`watchLocalProcesses`); elsewhere by a failed probe where the provider reports one; else by
+/// the executor's timeout (`CHORUS_TIMEOUT`), which names the peer waited for.
 public final class OFITransport: Transport, @unchecked Sendable {
     public var kind: String { "ofi" }
     public let rank: Int
@@ -83,7 +87,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         case send(TransportRequest)
         case receive(TransportRequest, expectedTag: UInt64)
         case controlReceive(buffer: Int)
-        case controlSend(UnsafeMutableRawPointer, UnsafeMutablePointer<fid_mr>?, peer: Int)
+        case controlSend(UnsafeMutableRawPointer, UnsafeMutablePointer<fid_mr>?, peer: Int, kind: UInt32)
     }
     /// One libfabric context per operation in flight (providers with FI_CONTEXT/FI_CONTEXT2 keep
     /// their state in it), followed by the operation's index.
@@ -113,6 +117,15 @@ public final class OFITransport: Transport, @unchecked Sendable {
     private var nextRegistration: UInt64 = 1
 
     private var ready: [TransportCompletion] = []
+    /// Receives posted and not yet complete, per peer: the peers probed when nothing arrives.
+    private var awaiting: [Int]
+    private var localProcesses: [Int32?] = []
+    private var lastArrival = ContinuousClock.now
+    private var lastProbe = ContinuousClock.now
+    /// How long without any completion before the awaited peers are probed (then at most this often).
+    static let probeInterval = Duration.milliseconds(500)
+    /// Where completion-queue entries are read into (never reallocated: progress runs often).
+    private let entries = UnsafeMutablePointer<fi_cq_tagged_entry>.allocate(capacity: 16)
     private var failure: TransportError?
     private let lock = Mutex(())
     private let abortRequested = Atomic<Bool>(false)
@@ -162,6 +175,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         self.rank = rank
         self.size = size
         nextStreamNumber = Array(repeating: 0, count: size)
+        awaiting = Array(repeating: 0, count: size)
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 
         let chosen = try Self.chooseInfo(provider: provider, host: host)
@@ -342,7 +356,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         case .controlReceive(let b):
             return fi_trecv(endpoint, controlBuffers + b * Self.controlBufferBytes, Self.controlBufferBytes,
                             controlRegion.map { fi_mr_desc($0) }, chorus_fi_addr_unspec(), Self.controlBit, Self.controlBit - 1, context)
-        case .controlSend(let buffer, let mr, _):
+        case .controlSend(let buffer, let mr, _, _):
             let length = Int(buffer.load(fromByteOffset: 4, as: UInt32.self)) + 8
             return fi_tsend(endpoint, buffer, length, mr.map { fi_mr_desc($0) }, peerAddress[peer], Self.controlBit | UInt64(rank), context)
         case .free:
@@ -355,7 +369,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         try post(i, tag: Self.controlBit, peer: rank)
     }
 
-    /// Control message: kind (UInt32: 1 announce, 2 abort), payload length (UInt32), payload.
+    /// Control message: kind (UInt32: 1 announce, 2 abort, 3 probe), payload length (UInt32), payload.
     private func sendControl(kind: UInt32, payload: [UInt8], to peer: Int) throws {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: Self.controlBufferBytes, alignment: 64)
         let payload = payload.prefix(Self.controlBufferBytes - 8)
@@ -370,7 +384,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
                 throw TransportError(.register, peer: peer, syscall: "fi_mr_reg", code: -rc, "cannot register a control message for rank \(peer): \(String(cString: chorus_fi_strerror(rc)))")
             }
         }
-        let (i, _) = newOperation(.controlSend(buffer, mr, peer: peer))
+        let (i, _) = newOperation(.controlSend(buffer, mr, peer: peer, kind: kind))
         try post(i, tag: Self.controlBit | UInt64(rank), peer: peer)
     }
 
@@ -438,6 +452,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             let key = StreamKey(peer: request.peer, stream: request.stream)
             let sequence = receiveSequence[key, default: 0]
             receiveSequence[key] = sequence + 1
+            awaiting[request.peer] += 1
             if let number = announced[key] {
                 try postReceive(request, number: number, sequence: sequence)
             } else {
@@ -475,11 +490,10 @@ public final class OFITransport: Transport, @unchecked Sendable {
             }
             backlog = kept
         }
-        var entries = [fi_cq_tagged_entry](repeating: fi_cq_tagged_entry(), count: 16)
         while true {
-            let n = entries.withUnsafeMutableBufferPointer { fi_cq_read(cq, $0.baseAddress, 16) }
+            let n = fi_cq_read(cq, entries, 16)
             if n > 0 {
-                for e in entries.prefix(n) { try complete(e) }
+                for k in 0..<n { try complete(entries[k]) }
                 if n < 16 { break }
             } else if n == -Int(FI_EAVAIL) {
                 try readError()
@@ -500,6 +514,8 @@ public final class OFITransport: Transport, @unchecked Sendable {
             ready.append(TransportCompletion(id: r.id, tag: r.tag, length: r.length))
         case .receive(let r, let expected):
             release(i)
+            awaiting[r.peer] -= 1
+            lastArrival = .now
             ready.append(TransportCompletion(id: r.id, tag: senderTag(data: e.data, expected: expected), length: e.len))
         case .controlReceive(let b):
             release(i)
@@ -507,7 +523,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             let sender = Int(e.tag & (UInt64(Self.maxRanks) - 1))
             try handleControl(buffer, length: e.len, from: sender)
             try postControlReceive(buffer: b)
-        case .controlSend(let buffer, let mr, _):
+        case .controlSend(let buffer, let mr, _, _):
             release(i)
             if let mr { _ = fi_close(&mr.pointee.fid) }
             buffer.deallocate()
@@ -546,6 +562,8 @@ public final class OFITransport: Transport, @unchecked Sendable {
         case 2:
             let reason = String(decoding: UnsafeRawBufferPointer(start: buffer + 8, count: count), as: UTF8.self)
             throw fail(TransportError(.aborted, peer: sender, reason))
+        case 3:
+            break  // a probe: its delivery was the point
         default:
             throw fail(TransportError(.protocolViolation, peer: sender, "rank \(sender) sent a control message of unknown kind \(kind) (\(count) bytes)"))
         }
@@ -566,15 +584,19 @@ public final class OFITransport: Transport, @unchecked Sendable {
             // names the disagreement).
             // Providers differ in whether `len` is what arrived or what was sent.
             let sent = e.len > r.length ? e.len : max(e.len + e.olen, r.length + 1)
+            awaiting[r.peer] -= 1
             ready.append(TransportCompletion(id: r.id, tag: senderTag(data: e.data, expected: expected), length: sent))
         case .receive(let r, _):
             throw fail(TransportError(.completion, peer: r.peer, code: e.err, "receiving from rank \(r.peer) over \(provider) failed: \(why)"))
         case .send(let r):
             throw fail(TransportError(.completion, peer: r.peer, code: e.err, "sending to rank \(r.peer) over \(provider) failed: \(why)"))
-        case .controlSend(let buffer, let mr, let peer):
+        case .controlSend(let buffer, let mr, let peer, let kind):
             if let mr { _ = fi_close(&mr.pointee.fid) }
             buffer.deallocate()
             if localAbort == nil {
+                if kind == 3 {
+                    throw fail(TransportError(.completion, peer: peer, code: e.err, "rank \(peer) is gone or unreachable: a probe sent while waiting for it failed over \(provider) (\(why)); its process may have exited"))
+                }
                 throw fail(TransportError(.completion, peer: peer, code: e.err, "a control message to rank \(peer) over \(provider) failed: \(why)"))
             }
         case .controlReceive(let b):
@@ -597,6 +619,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         if spinUntilArrival(spins: spins, { (try? lock.withLock { _ in try pump() }) == nil || !ready.isEmpty || abortRequested.load(ordering: .relaxed) }) {
             return
         }
+        probeAwaitedPeersIfQuiet()
         var pause = Duration.microseconds(20)
         while ContinuousClock.now < deadline {
             if waitFD >= 0 {
@@ -624,6 +647,34 @@ public final class OFITransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// Nothing has completed for `probeInterval`: send a probe to every peer a receive waits
+    /// for. A live peer drops it; sending to a dead one fails (the provider's connection or
+    /// its retries give up), which names that peer at once instead of at `CHORUS_TIMEOUT`, and
+    /// the abort that follows tells the ranks waiting on this one.
+    /// Peers on this host whose process is gone are found sooner: their pid is checked on every
+    /// quiet interval.
+    private func probeAwaitedPeersIfQuiet() {
+        lock.withLock { _ in
+            let now = ContinuousClock.now
+            guard now - lastArrival >= Self.probeInterval, now - lastProbe >= Self.probeInterval,
+                  failure == nil, localAbort == nil, !peerAddress.isEmpty else { return }
+            lastProbe = now
+            for peer in 0..<size where peer != rank && awaiting[peer] > 0 {
+                if peer < localProcesses.count, let pid = localProcesses[peer], kill(pid, 0) != 0 && errno == ESRCH {
+                    fail(TransportError(.completion, peer: peer, "rank \(peer) (pid \(pid)) is gone: its process exited"))
+                    return
+                }
+                try? sendControl(kind: 3, payload: [], to: peer)
+            }
+        }
+    }
+
+    /// The process of each peer on this host (`nil` for peers elsewhere), checked when nothing
+    /// arrives for a while.
+    public func watchLocalProcesses(_ pids: [Int32?]) {
+        lock.withLock { _ in localProcesses = pids.count == size ? pids : Array(repeating: nil, count: size) }
+    }
+
     public func abort(_ error: TransportError) {
         guard !abortRequested.exchange(true, ordering: .acquiringAndReleasing) else { return }
         lock.withLock { _ in
@@ -645,15 +696,14 @@ public final class OFITransport: Transport, @unchecked Sendable {
             if (try? sendControl(kind: 2, payload: reason, to: peer)) != nil { outstanding += 1 }
         }
         let until = ContinuousClock.now + .milliseconds(200)
-        var entries = [fi_cq_tagged_entry](repeating: fi_cq_tagged_entry(), count: 16)
         while ContinuousClock.now < until {
             for b in backlog where postNow(b.operation, tag: b.tag, peer: b.peer) == 0 {
                 backlog.removeAll { $0.operation == b.operation }
             }
-            let n = entries.withUnsafeMutableBufferPointer { fi_cq_read(cq, $0.baseAddress, 16) }
+            let n = fi_cq_read(cq, entries, 16)
             if n > 0 {
-                for e in entries.prefix(n) {
-                    if let i = operationIndex(e.op_context), case .controlSend(let buffer, let mr, _) = operations[i] {
+                for e in UnsafeBufferPointer(start: entries, count: n) {
+                    if let i = operationIndex(e.op_context), case .controlSend(let buffer, let mr, _, _) = operations[i] {
                         release(i)
                         if let mr { _ = fi_close(&mr.pointee.fid) }
                         buffer.deallocate()
@@ -680,7 +730,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             if let controlRegion { _ = fi_close(&controlRegion.pointee.fid) }
             controlRegion = nil
             for op in operations {
-                if case .controlSend(let buffer, let mr, _) = op {
+                if case .controlSend(let buffer, let mr, _, _) = op {
                     if let mr { _ = fi_close(&mr.pointee.fid) }
                     buffer.deallocate()
                 }
@@ -701,6 +751,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
     deinit {
         close()
         for c in contexts { c.deallocate() }
+        entries.deallocate()
         controlBuffers.deallocate()
         chorus_fi_freeinfo(info)
     }

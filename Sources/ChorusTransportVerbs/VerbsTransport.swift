@@ -69,6 +69,8 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
     private var writeSlots: [UInt64] = []
     private var freeWriteSlots: [Int] = []
     private var ready: [TransportCompletion] = []
+    /// Where work completions are polled into (never reallocated: progress runs often).
+    private let completionBuffer = UnsafeMutablePointer<ibv_wc>.allocate(capacity: 32)
     private var failure: TransportError?
     private var localAbort: TransportError?
     private let abortRequested = Atomic<Bool>(false)
@@ -366,14 +368,13 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
     /// Reads the completion queue and issues what the flows allow. Under the lock.
     private func pump() throws {
         if abortRequested.load(ordering: .acquiring) { sendAbortMessages() }
-        var wcs = [ibv_wc](repeating: ibv_wc(), count: 32)
         while true {
-            let n = wcs.withUnsafeMutableBufferPointer { ibv_poll_cq(cq, 32, $0.baseAddress) }
+            let n = ibv_poll_cq(cq, 32, completionBuffer)
             guard n > 0 else {
                 if n < 0 { fail(TransportError(.completion, syscall: "ibv_poll_cq", code: -n, "polling the completion queue of \(port.device) failed")) }
                 break
             }
-            for wc in wcs.prefix(Int(n)) { try complete(wc) }
+            for k in 0..<Int(n) { try complete(completionBuffer[k]) }
             if n < 32 { break }
         }
         if let localAbort { throw localAbort }
@@ -521,6 +522,9 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         }
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        completionBuffer.deallocate()
+    }
 }
 #endif

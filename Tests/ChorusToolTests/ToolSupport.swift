@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The repository root, found from this file's path.
 let repositoryRoot: String = {
@@ -70,7 +71,12 @@ func killRankOneMidCollective(environment extra: [String: String]) throws -> (pi
     }
     // Let the job form and run for a while, then kill rank 1 mid-collective.
     Thread.sleep(forTimeInterval: 1.5)
-    kill(ranks[1].0.processIdentifier, SIGKILL)
+    // Only while it runs: once Foundation has reaped it, its pid may belong to another process.
+    if ranks[1].0.isRunning {
+        kill(ranks[1].0.processIdentifier, SIGKILL)
+    } else {
+        Issue.record("rank 1 exited before it could be killed (status \(ranks[1].0.terminationStatus))")
+    }
     var survivors: [(Int32, String)] = []
     for r in [0, 2] {
         let text = String(decoding: ranks[r].1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

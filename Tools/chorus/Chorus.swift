@@ -11,7 +11,7 @@ struct Chorus: ParsableCommand {
             64 bad flags.
             """,
         version: ChorusVersion.string,
-        subcommands: [Topo.self, PlanCommand.self, VerifyCommand.self, BenchCommand.self, SimCommand.self, RunCommand.self, HelloCommand.self]
+        subcommands: [Topo.self, PlanCommand.self, VerifyCommand.self, BenchCommand.self, SimCommand.self, RunCommand.self, HelloCommand.self, TransportsCommand.self]
     )
 }
 

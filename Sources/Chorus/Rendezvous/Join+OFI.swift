@@ -19,7 +19,7 @@ extension Communicator {
     /// Each rank publishes `ok PROVIDER DOMAIN HEXADDRESS` or `error REASON` under `ofi/RANK`,
     /// so a rank that cannot open an endpoint makes every rank fail at once with its reason, and
     /// ranks that found different providers are told which.
-    static func connectOFI(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
+    static func connectOFI(rank: Int, size: Int, peers: [PeerInfo], client: RendezvousClient, configuration: ChorusConfiguration,
                            log: Log) throws(ChorusError) -> Transport {
         #if RDMA
         let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
@@ -58,6 +58,10 @@ extension Communicator {
             transport.close()
             throw .transport("rank \(rank): \(error)")
         }
+        // Peers on this host (same boot and network namespace, or CHORUS_HOSTID) are watched by pid.
+        transport.watchLocalProcesses(peers.enumerated().map { r, p in
+            r != rank && p.hostID == peers[rank].hostID ? p.pid : nil
+        })
         log(.info, "ofi: provider \(transport.provider) on \(transport.domainName), \(size - 1) peer(s) in the address vector")
         return transport
         #else

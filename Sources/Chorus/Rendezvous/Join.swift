@@ -170,7 +170,7 @@ extension Communicator {
             segment = nil
             transport = mapped!
         case .ofi:
-            transport = try Self.connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
+            transport = try Self.connectOFI(rank: rank, size: size, peers: peers, client: client, configuration: configuration, log: log)
         case .verbs:
             transport = try Self.connectVerbs(rank: rank, size: size, client: client, configuration: configuration, log: log)
         case .tcp:
@@ -275,7 +275,7 @@ extension Communicator {
         segment?.unlink()
         segment = nil
         let between: Transport = switch network {
-        case .ofi: try connectOFI(rank: rank, size: size, client: client, configuration: configuration, log: log)
+        case .ofi: try connectOFI(rank: rank, size: size, peers: peers, client: client, configuration: configuration, log: log)
         case .verbs: try connectVerbs(rank: rank, size: size, client: client, configuration: configuration, log: log)
         case .tcp: try connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
         }
