@@ -462,10 +462,11 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             guard let s else { continue }
             fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[link].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
         }
-        // Poll without sleeping for a few microseconds first (a loopback or LAN reply is often
-        // that close, and sleeping in the kernel costs a wake-up), when ranks have cores to spare.
+        // Poll without sleeping for up to 200 µs first (a LAN round trip plus the peer's turn
+        // usually fits, and sleeping in the kernel costs a wake-up of tens of microseconds on a
+        // VM), when ranks have cores to spare; as MPI libraries do, a core is spent waiting.
         if spins {
-            let spinUntil = ContinuousClock.now + .microseconds(20)
+            let spinUntil = ContinuousClock.now + .microseconds(200)
             while ContinuousClock.now < spinUntil {
                 if poll(&fds, nfds_t(fds.count), 0) > 0 { return }
             }
