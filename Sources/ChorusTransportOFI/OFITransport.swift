@@ -616,7 +616,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
 
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
         // Poll the queue (which also drives the provider's progress) for a while first.
-        if spinUntilArrival(spins: spins, { (try? lock.withLock { _ in try pump() }) == nil || !ready.isEmpty || abortRequested.load(ordering: .relaxed) }) {
+        if spinUntilArrival(spins: spins, limit: .microseconds(200), { (try? lock.withLock { _ in try pump() }) == nil || !ready.isEmpty || abortRequested.load(ordering: .relaxed) }) {
             return
         }
         probeAwaitedPeersIfQuiet()
