@@ -352,7 +352,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
             }
             return fi_tsend(endpoint, r.pointer, r.length, descriptor(r.region), peerAddress[peer], tag, context)
         case .receive(let r, _):
-            return fi_trecv(endpoint, r.pointer, r.length, descriptor(r.region), peerAddress[peer], tag, 0, context)
+            // Any source: the tag names the sender (without FI_DIRECTED_RECV a provider may ignore
+            // the source anyway).
+            return fi_trecv(endpoint, r.pointer, r.length, descriptor(r.region), chorus_fi_addr_unspec(), tag, 0, context)
         case .controlReceive(let b):
             return fi_trecv(endpoint, controlBuffers + b * Self.controlBufferBytes, Self.controlBufferBytes,
                             controlRegion.map { fi_mr_desc($0) }, chorus_fi_addr_unspec(), Self.controlBit, Self.controlBit - 1, context)

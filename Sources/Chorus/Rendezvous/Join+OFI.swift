@@ -62,7 +62,7 @@ extension Communicator {
         transport.watchLocalProcesses(peers.enumerated().map { r, p in
             r != rank && p.hostID == peers[rank].hostID ? p.pid : nil
         })
-        log(.info, "ofi: provider \(transport.provider) on \(transport.domainName), \(size - 1) peer(s) in the address vector")
+        log(.info, "ofi: provider \(transport.provider) on \(transport.domainName), address \(String(decoding: transport.address.map { $0 >= 32 && $0 < 127 ? $0 : 46 }, as: UTF8.self)), \(size - 1) peer(s) in the address vector")
         return transport
         #else
         throw .unsupported("CHORUS_TRANSPORT=ofi: this build of Chorus has no OFI transport (it was built without the package's RDMA trait)")
