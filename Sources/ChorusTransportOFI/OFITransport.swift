@@ -54,6 +54,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
     public let size: Int
     /// The provider in use, as libfabric names it (`tcp;ofi_rxm`, `efa`, `shm`, …).
     public let provider: String
+    /// Whether requests pass memory descriptors from `register` (the provider asks for local
+    /// registration, or `registerAlways`).
+    public var registersMemory: Bool { needsLocalRegistration }
     /// The domain (interface or device) in use.
     public let domainName: String
     /// This endpoint's address, for the peers' address vectors.
@@ -115,6 +118,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
     private var controlRegion: UnsafeMutablePointer<fid_mr>?
     private var registrations: [UInt64: UnsafeMutablePointer<fid_mr>] = [:]
     private var nextRegistration: UInt64 = 1
+    private var nextRequestedKey: UInt64 = 0
 
     private var ready: [TransportCompletion] = []
     /// Receives posted and not yet complete, per peer: the peers probed when nothing arrives.
@@ -167,7 +171,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
     ///     first of efa, verbs, tcp that libfabric offers here.
     ///   - host: for providers on IP (tcp, sockets, verbs), the local address to use (the one
     ///     the rendezvous store was reached from); ignored by the others.
-    public init(rank: Int, size: Int, provider: String?, host: String?) throws {
+    ///   - registerAlways: register memory with the domain even when the provider does not ask for
+    ///     it (`FI_MR_LOCAL`), so the path EFA and verbs take can be exercised on tcp.
+    public init(rank: Int, size: Int, provider: String?, host: String?, registerAlways: Bool = false) throws {
         guard size <= Self.maxRanks else {
             throw TransportError(.connect, "the OFI transport names at most \(Self.maxRanks) ranks in its tags; this job has \(size)")
         }
@@ -182,7 +188,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         info = chosen
         self.provider = String(cString: chosen.pointee.fabric_attr.pointee.prov_name)
         domainName = String(cString: chosen.pointee.domain_attr.pointee.name)
-        needsLocalRegistration = chosen.pointee.domain_attr.pointee.mr_mode & Int32(FI_MR_LOCAL) != 0
+        needsLocalRegistration = registerAlways || chosen.pointee.domain_attr.pointee.mr_mode & Int32(FI_MR_LOCAL) != 0
             || chosen.pointee.mode & UInt64(FI_LOCAL_MR) != 0
         completionDataBytes = min(8, Int(chosen.pointee.domain_attr.pointee.cq_data_size))
         controlBuffers = UnsafeMutableRawPointer.allocate(byteCount: Self.controlBufferBytes * Self.controlReceives, alignment: 64)
@@ -261,7 +267,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         try check(rc, "fi_getname")
         address = Array(name.prefix(length))
         if needsLocalRegistration {
-            try check(fi_mr_reg(domain, controlBuffers, Self.controlBufferBytes * Self.controlReceives, UInt64(FI_SEND | FI_RECV), 0, 0, 0, &controlRegion, nil), "fi_mr_reg (control buffers)")
+            try check(registerWithDomain(controlBuffers, Self.controlBufferBytes * Self.controlReceives, access: UInt64(FI_SEND | FI_RECV), &controlRegion), "fi_mr_reg (control buffers)")
         }
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw TransportError(.connect, syscall: "pipe", code: errno, "cannot make the OFI transport's wake-up pipe") }
@@ -287,6 +293,14 @@ public final class OFITransport: Transport, @unchecked Sendable {
         try lock.withLock { _ in
             for b in 0..<Self.controlReceives { try postControlReceive(buffer: b) }
         }
+    }
+
+    /// `fi_mr_reg`, with a key of its own for each registration when the provider wants the
+    /// application to choose keys (no `FI_MR_PROV_KEY`: keys must then be unique in the domain).
+    private func registerWithDomain(_ base: UnsafeMutableRawPointer, _ length: Int, access: UInt64,
+                                    _ mr: inout UnsafeMutablePointer<fid_mr>?) -> Int32 {
+        nextRequestedKey += 1
+        return fi_mr_reg(domain, base, length, access, 0, nextRequestedKey, 0, &mr, nil)
     }
 
     // MARK: - Operations in flight
@@ -380,7 +394,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         payload.withUnsafeBytes { (buffer + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         var mr: UnsafeMutablePointer<fid_mr>?
         if needsLocalRegistration {
-            let rc = fi_mr_reg(domain, buffer, Self.controlBufferBytes, UInt64(FI_SEND), 0, 0, 0, &mr, nil)
+            let rc = registerWithDomain(buffer, Self.controlBufferBytes, access: UInt64(FI_SEND), &mr)
             if rc != 0 {
                 buffer.deallocate()
                 throw TransportError(.register, peer: peer, syscall: "fi_mr_reg", code: -rc, "cannot register a control message for rank \(peer): \(String(cString: chorus_fi_strerror(rc)))")
@@ -396,7 +410,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         guard needsLocalRegistration else { return TransportRegion(base: base, length: length) }
         return try lock.withLock { _ in
             var mr: UnsafeMutablePointer<fid_mr>?
-            let rc = fi_mr_reg(domain, base, length, UInt64(FI_SEND | FI_RECV), 0, 0, 0, &mr, nil)
+            let rc = registerWithDomain(base, length, access: UInt64(FI_SEND | FI_RECV), &mr)
             guard rc == 0, let mr else {
                 throw TransportError(.register, syscall: "fi_mr_reg", code: -rc, "\(provider) cannot register \(length) bytes at \(base): \(String(cString: chorus_fi_strerror(rc)))")
             }

@@ -10,8 +10,8 @@ import Glibc
 /// independent of posting order, lengths and call signatures carried, aborts, bad peers.
 @Suite(.serialized) struct OFITransportTests {
     /// `n` connected transports on loopback.
-    func job(_ n: Int) throws -> [OFITransport] {
-        let transports = try (0..<n).map { try OFITransport(rank: $0, size: n, provider: "tcp", host: "127.0.0.1") }
+    func job(_ n: Int, registerAlways: Bool = false) throws -> [OFITransport] {
+        let transports = try (0..<n).map { try OFITransport(rank: $0, size: n, provider: "tcp", host: "127.0.0.1", registerAlways: registerAlways) }
         for t in transports { try t.connect(addresses: transports.map(\.address)) }
         return transports
     }
@@ -30,8 +30,12 @@ import Glibc
         return done
     }
 
-    @Test func messagesMatchTheirReceivesWhateverOrderTheyArePostedIn() throws {
-        let t = try job(2)
+    /// With and without memory registration (`FI_MR_LOCAL`, as EFA and verbs require: every
+    /// request then carries the descriptor `register` made).
+    @Test(arguments: [false, true])
+    func messagesMatchTheirReceivesWhateverOrderTheyArePostedIn(registerAlways: Bool) throws {
+        let t = try job(2, registerAlways: registerAlways)
+        #expect(t.allSatisfy { $0.registersMemory == registerAlways })
         defer { t.forEach { $0.close() } }
         let count = 8, bytes = 4096
         let send = UnsafeMutableRawPointer.allocate(byteCount: count * bytes * 2, alignment: 64)
@@ -40,6 +44,8 @@ import Glibc
         for i in 0..<(count * bytes * 2) { send.storeBytes(of: UInt8(truncatingIfNeeded: i * 7 + i / bytes), toByteOffset: i, as: UInt8.self) }
         receive.initializeMemory(as: UInt8.self, repeating: 0, count: count * bytes * 2)
         let sr = try t[0].register(send, length: count * bytes * 2), rr = try t[1].register(receive, length: count * bytes * 2)
+        if registerAlways { #expect(sr.key != 0 && rr.key != 0) }
+        defer { t[0].deregister(sr); t[1].deregister(rr) }
         // Stream 7: receives first (before the stream is announced), then the sends.
         for i in 0..<count {
             try t[1].postReceive(TransportRequest(peer: 0, stream: 7, region: rr, offset: i * bytes, length: bytes, tag: 70, id: UInt64(100 + i)))
