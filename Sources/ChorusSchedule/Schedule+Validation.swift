@@ -202,23 +202,34 @@ struct RendezvousRunner {
              transfer: (_ sender: Int, _ send: Int, _ receiver: Int, _ recv: Int) throws -> Void) throws {
         let base = index.base
         let total = index.total
-        let match = index.match
-        var remaining = Array(predecessorCount.buffer)
-        var posted = [Bool](repeating: false, count: total)
-        var queued = [Bool](repeating: false, count: total)
-        var done = [Bool](repeating: false, count: total)
-        var worklist: [Int32] = []
-        worklist.reserveCapacity(total)
-
-        func enqueue(_ id: Int) {
-            guard !queued[id], remaining[id] == 0 else { return }
-            let qp = Int(queuePred[id])
-            guard qp < 0 || posted[qp] else { return }
-            queued[id] = true
-            worklist.append(Int32(id))
+        // Raw per-op state (a proof touches every op several times: no bounds or uniqueness
+        // checks on the way). Flags: queued, posted, done.
+        let queuedFlag: UInt8 = 1, postedFlag: UInt8 = 2, doneFlag: UInt8 = 4
+        let remaining = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(total, 1))
+        _ = remaining.initialize(from: predecessorCount.buffer)
+        let flags = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(total, 1))
+        flags.initialize(repeating: 0)
+        let worklist = UnsafeMutablePointer<Int32>.allocate(capacity: max(total, 1))
+        defer {
+            remaining.deallocate()
+            flags.deallocate()
+            worklist.deallocate()
         }
-        func complete(_ id: Int) {
-            done[id] = true
+        let queuePred = self.queuePred.buffer, queueSucc = self.queueSucc.buffer
+        let successorOffsets = self.successorOffsets.buffer, successorList = self.successorList.buffer
+        let rankOf = self.rankOf.buffer, isLocal = self.isLocal.buffer, isSend = self.isSend.buffer
+        var tail = 0
+
+        @inline(__always) func enqueue(_ id: Int) {
+            guard flags[id] & queuedFlag == 0, remaining[id] == 0 else { return }
+            let qp = Int(queuePred[id])
+            guard qp < 0 || flags[qp] & postedFlag != 0 else { return }
+            flags[id] |= queuedFlag
+            worklist[tail] = Int32(id)
+            tail += 1
+        }
+        @inline(__always) func complete(_ id: Int) {
+            flags[id] |= doneFlag
             for j in Int(successorOffsets[id])..<Int(successorOffsets[id + 1]) {
                 let s = Int(successorList[j])
                 remaining[s] -= 1
@@ -227,31 +238,33 @@ struct RendezvousRunner {
         }
         for id in 0..<total { enqueue(id) }
 
-        var head = 0
-        while head < worklist.count {
-            let id = Int(worklist[head])
-            head += 1
-            posted[id] = true
-            if queueSucc[id] >= 0 { enqueue(Int(queueSucc[id])) }
-            let r = Int(rankOf[id])
-            if isLocal[id] {
-                try local(r, id - base[r])
+        try index.match.withUnsafeBufferPointer { match in
+            var head = 0
+            while head < tail {
+                let id = Int(worklist[head])
+                head += 1
+                flags[id] |= postedFlag
+                if queueSucc[id] >= 0 { enqueue(Int(queueSucc[id])) }
+                let r = Int(rankOf[id])
+                if isLocal[id] {
+                    try local(r, id - base[r])
+                    complete(id)
+                    continue
+                }
+                let other = Int(match[id])
+                guard flags[other] & postedFlag != 0 else { continue }
+                let q = Int(rankOf[other])
+                if isSend[id] {
+                    try transfer(r, id - base[r], q, other - base[q])
+                } else {
+                    try transfer(q, other - base[q], r, id - base[r])
+                }
                 complete(id)
-                continue
+                complete(other)
             }
-            let other = Int(match[id])
-            guard posted[other] else { continue }
-            let q = Int(rankOf[other])
-            if isSend[id] {
-                try transfer(r, id - base[r], q, other - base[q])
-            } else {
-                try transfer(q, other - base[q], r, id - base[r])
-            }
-            complete(id)
-            complete(other)
         }
-        if head < total {
-            throw ScheduleError.deadlock(stuckReport(base: base, posted: posted, done: done))
+        if tail < total {
+            throw ScheduleError.deadlock(stuckReport(base: base, posted: flags.map { $0 & postedFlag != 0 }, done: flags.map { $0 & doneFlag != 0 }))
         }
     }
 
