@@ -37,6 +37,9 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
 
     // Driven by one thread (the communicator's turn); `abort` touches only the members.
     @exclusivity(unchecked) private var outstanding: [Int]
+    /// Routed region key → each member's region (only when some member keys its regions).
+    @exclusivity(unchecked) private var memberRegions: [UInt64: [TransportRegion]] = [:]
+    @exclusivity(unchecked) private var nextRegionKey: UInt64 = 0
     @exclusivity(unchecked) private var scratch: [TransportCompletion] = []
 
     /// - Parameter routes: for every world rank, the member and rank to reach it (`nil` for self).
@@ -57,15 +60,30 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
         return members[route.member].kind
     }
 
+    /// Every member registers the memory. When all keep no per-region state (key 0, as shared
+    /// memory, TCP and OFI without local registration) the region passes through as it is;
+    /// otherwise (verbs, OFI on EFA) the routed region's key names the members' own regions,
+    /// and each request reaches its member with that member's region.
     public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
-        // Every member gets the region; all current members keep no per-region state (key 0).
-        var region = TransportRegion(base: base, length: length)
-        for m in members { region = try m.register(base, length: length) }
-        return region
+        var regions: [TransportRegion] = []
+        do {
+            for m in members { regions.append(try m.register(base, length: length)) }
+        } catch {
+            for (i, r) in regions.enumerated() { members[i].deregister(r) }
+            throw error
+        }
+        guard regions.contains(where: { $0.key != 0 }) else { return TransportRegion(base: base, length: length) }
+        nextRegionKey += 1
+        memberRegions[nextRegionKey] = regions
+        return TransportRegion(base: base, length: length, key: nextRegionKey)
     }
 
     public func deregister(_ region: TransportRegion) {
-        for m in members { m.deregister(region) }
+        if region.key != 0, let regions = memberRegions.removeValue(forKey: region.key) {
+            for (i, r) in regions.enumerated() { members[i].deregister(r) }
+        } else {
+            for m in members { m.deregister(region) }
+        }
     }
 
     private func route(_ request: TransportRequest) throws -> (Int, TransportRequest) {
@@ -74,6 +92,9 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
         }
         var translated = request
         translated.peer = route.rank
+        if request.region.key != 0, let regions = memberRegions[request.region.key] {
+            translated.region = regions[route.member]
+        }
         return (route.member, translated)
     }
 

@@ -435,9 +435,16 @@ public final class OFITransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// With local registration every request must name a region this transport registered.
+    private func checkRegistered(_ request: TransportRequest) throws {
+        guard needsLocalRegistration, request.length > 0, registrations[request.region.key] == nil else { return }
+        throw TransportError(.register, peer: request.peer, "a request to rank \(request.peer) uses memory at \(request.region.base) that \(provider) has not registered (region key \(request.region.key))")
+    }
+
     public func postSend(_ request: TransportRequest) throws {
         try lock.withLock { _ in
             try checkUsable(request.peer)
+            try checkRegistered(request)
             let key = StreamKey(peer: request.peer, stream: request.stream)
             var entry: (number: UInt64, next: UInt64)
             if let known = sendStreams[key] {
@@ -465,6 +472,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
     public func postReceive(_ request: TransportRequest) throws {
         try lock.withLock { _ in
             try checkUsable(request.peer)
+            try checkRegistered(request)
             let key = StreamKey(peer: request.peer, stream: request.stream)
             let sequence = receiveSequence[key, default: 0]
             receiveSequence[key] = sequence + 1

@@ -267,7 +267,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
                 guard length <= UInt64(port.maxMessageBytes) else {
                     throw fail(TransportError(.send, peer: peer, "a message of \(length) bytes to rank \(peer) is larger than \(port.device)'s largest (\(port.maxMessageBytes) bytes)"))
                 }
-                let mr = UnsafeMutablePointer<ibv_mr>(bitPattern: UInt(request.region.key))!
+                let mr = try memoryRegion(request)
                 sge = ibv_sge(addr: UInt64(UInt(bitPattern: request.pointer)), length: UInt32(length), lkey: mr.pointee.lkey)
                 let slot: Int
                 if let free = freeWriteSlots.popLast() {
@@ -327,9 +327,18 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         }
     }
 
+    /// Every request names a region this transport registered (its key is the `ibv_mr`).
+    private func memoryRegion(_ request: TransportRequest) throws -> UnsafeMutablePointer<ibv_mr> {
+        guard let mr = UnsafeMutablePointer<ibv_mr>(bitPattern: UInt(request.region.key)) else {
+            throw TransportError(.register, peer: request.peer, "a request to rank \(request.peer) uses memory at \(request.region.base) that \(port.device) has not registered")
+        }
+        return mr
+    }
+
     public func postSend(_ request: TransportRequest) throws {
         try lock.withLock { _ in
             try checkUsable(request.peer)
+            _ = try memoryRegion(request)
             sendRequests[request.id] = request
             for e in flows[request.peer].sendPosted(id: request.id, stream: request.stream, length: request.length, tag: request.tag) {
                 report(e)
@@ -341,7 +350,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
     public func postReceive(_ request: TransportRequest) throws {
         try lock.withLock { _ in
             try checkUsable(request.peer)
-            let mr = UnsafeMutablePointer<ibv_mr>(bitPattern: UInt(request.region.key))!
+            let mr = try memoryRegion(request)
             flows[request.peer].receivePosted(id: request.id, stream: request.stream, length: request.length,
                                               address: UInt64(UInt(bitPattern: request.pointer)), key: mr.pointee.rkey, tag: request.tag)
             try issue(request.peer)

@@ -159,3 +159,46 @@ import Glibc
     }
 }
 #endif
+
+#if RDMA
+/// A routed transport whose network member registers memory (as OFI on EFA and verbs do): each
+/// request reaches its member with that member's own region.
+@Suite(.serialized) struct RoutedRegistrationTests {
+    @Test func eachMemberGetsItsOwnRegion() throws {
+        // Ranks 0 and 1 share a "host" (in-process), rank 2 is elsewhere (OFI with registration).
+        let fabric = InProcessFabric(size: 2)
+        let ofi = try (0..<3).map { try OFITransport(rank: $0, size: 3, provider: "tcp", host: "127.0.0.1", registerAlways: true) }
+        for t in ofi { try t.connect(addresses: ofi.map(\.address)) }
+        defer { ofi.forEach { $0.close() } }
+        let routed = PeerRoutedTransport(rank: 0, size: 3, members: [ofi[0], fabric.transport(rank: 0)],
+                                         routes: [nil, .init(member: 1, rank: 1), .init(member: 0, rank: 2)])
+        let local = fabric.transport(rank: 1)
+        let bytes = 4096
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let inbox1 = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let inbox2 = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { buffer.deallocate(); inbox1.deallocate(); inbox2.deallocate() }
+        for i in 0..<bytes { buffer.storeBytes(of: UInt8(truncatingIfNeeded: i &* 31), toByteOffset: i, as: UInt8.self) }
+        let region = try routed.register(buffer, length: bytes)
+        #expect(region.key != 0)
+        let r1 = try local.register(inbox1, length: bytes), r2 = try ofi[2].register(inbox2, length: bytes)
+        try local.postReceive(TransportRequest(peer: 0, stream: 1, region: r1, offset: 0, length: bytes, tag: 3, id: 10))
+        try ofi[2].postReceive(TransportRequest(peer: 0, stream: 1, region: r2, offset: 0, length: bytes, tag: 3, id: 20))
+        try routed.postSend(TransportRequest(peer: 1, stream: 1, region: region, offset: 0, length: bytes, tag: 3, id: 1))
+        try routed.postSend(TransportRequest(peer: 2, stream: 1, region: region, offset: 0, length: bytes, tag: 3, id: 2))
+        var done = Set<UInt64>()
+        let deadline = ContinuousClock.now + .seconds(10)
+        while done.count < 4 && ContinuousClock.now < deadline {
+            var c: [TransportCompletion] = []
+            try routed.progress(&c)
+            try local.progress(&c)
+            try ofi[1].progress(&c)
+            try ofi[2].progress(&c)
+            done.formUnion(c.map(\.id))
+        }
+        #expect(done == [1, 2, 10, 20])
+        #expect(memcmp(buffer, inbox1, bytes) == 0 && memcmp(buffer, inbox2, bytes) == 0)
+        routed.deregister(region)
+    }
+}
+#endif
