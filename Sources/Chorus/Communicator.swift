@@ -61,7 +61,10 @@ public final class Communicator: @unchecked Sendable {
         self.worldRanks = worldRanks
         self.hosts = hosts
         self.id = id & 0xFF_FFFF
-        self.plans = PlanCache(rank: rank, size: size, hosts: hosts, configuration: engine.configuration)
+        // The network between hosts, as the transport to a rank of another host names it.
+        let network = hosts.indices.first { hosts[$0] != hosts[rank] }
+            .map { HostModel.networkLink(for: engine.transport.network(of: worldRanks?[$0] ?? $0)) } ?? HostModel.ethernet
+        self.plans = PlanCache(rank: rank, size: size, hosts: hosts, network: network, configuration: engine.configuration)
     }
 
     // MARK: - Creation

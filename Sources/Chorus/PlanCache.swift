@@ -9,16 +9,31 @@ import ChorusTopology
 ///
 /// The built model: ranks on one host are processes sharing memory (a crossbar of `shm` links
 /// to the host's memory system, as `Topologies/localhost.yaml`); hosts join through one NIC
-/// each on an Ethernet switch. Figures are the development machine's; calibrate with
-/// `chorus sim --calibrate` and point `CHORUS_TOPO_FILE` at a file for real clusters.
+/// each on a switch of the network the transport uses between them: Ethernet for TCP (and
+/// libfabric's tcp and sockets providers), EFA for libfabric's efa provider, InfiniBand for
+/// verbs. Figures are nominal (the development machine's for shared memory; a 25 Gbit/s
+/// Ethernet, a 100 Gbit/s EFA NIC with the ~15 µs inter-node step Neuron documents, a 200 Gbit/s
+/// HDR InfiniBand port); calibrate with `chorus sim --calibrate` and point `CHORUS_TOPO_FILE`
+/// at a file for real clusters.
 enum HostModel {
     static let shm = LinkAttributes(kind: .shm, bandwidth: .gigabytesPerSecond(10), latency: .nanoseconds(200))
     static let hostLink = LinkAttributes(kind: .pcie, bandwidth: .gigabytesPerSecond(16), latency: .nanoseconds(500))
     static let memoryBandwidth: Bandwidth = .gigabytesPerSecond(10)
-    static let network = LinkAttributes(kind: .ethernet, bandwidth: .gigabitsPerSecond(25), latency: .microseconds(10))
+    static let ethernet = LinkAttributes(kind: .ethernet, bandwidth: .gigabitsPerSecond(25), latency: .microseconds(10))
+    static let efa = LinkAttributes(kind: .efa, bandwidth: .gigabitsPerSecond(100), latency: .microseconds(15))
+    static let infiniband = LinkAttributes(kind: .infiniband, bandwidth: .gigabitsPerSecond(200), latency: .microseconds(2))
 
-    /// - Parameter hosts: the host index of each rank (0-based, dense).
-    static func topology(hosts: [Int]) throws -> Topology {
+    /// The link between hosts for what `Transport.network(of:)` names.
+    static func networkLink(for network: String) -> LinkAttributes {
+        if network == "verbs" || network.hasPrefix("ofi:verbs") { return infiniband }
+        if network.hasPrefix("ofi:efa") { return efa }
+        return ethernet
+    }
+
+    /// - Parameters:
+    ///   - hosts: the host index of each rank (0-based, dense).
+    ///   - network: the link between hosts (`networkLink(for:)`).
+    static func topology(hosts: [Int], network: LinkAttributes = ethernet) throws -> Topology {
         let hostCount = (hosts.max() ?? 0) + 1
         // Equal, contiguous hosts (ranks 0..<g on host 0, g..<2g on host 1, ...) become a
         // composition of identical instances, which is what hierarchical algorithms need.
@@ -84,16 +99,19 @@ final class PlanCache {
     let size: Int
     private let configuration: ChorusConfiguration
     private let hosts: [Int]
+    /// The link between hosts in the built model.
+    private let network: LinkAttributes
     private var selector: Selector?
     private var entries: [Key: (plan: CompiledPlan, used: UInt64)] = [:]
     private var clock: UInt64 = 0
     private var last: (key: Key, plan: CompiledPlan)?
     static let capacity = 128
 
-    init(rank: Int, size: Int, hosts: [Int], configuration: ChorusConfiguration) {
+    init(rank: Int, size: Int, hosts: [Int], network: LinkAttributes = HostModel.ethernet, configuration: ChorusConfiguration) {
         self.rank = rank
         self.size = size
         self.hosts = hosts
+        self.network = network
         self.configuration = configuration
     }
 
@@ -110,7 +128,7 @@ final class PlanCache {
                 throw .configuration("CHORUS_TOPO_FILE=\(file) describes \(topology.rankCount) ranks but the communicator has \(size)")
             }
         } else {
-            do { topology = try HostModel.topology(hosts: hosts) } catch {
+            do { topology = try HostModel.topology(hosts: hosts, network: network) } catch {
                 throw .configuration("cannot model the job's hosts: \(error)")
             }
         }

@@ -64,6 +64,11 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
     /// memory, TCP and OFI without local registration) the region passes through as it is;
     /// otherwise (verbs, OFI on EFA) the routed region's key names the members' own regions,
     /// and each request reaches its member with that member's region.
+    public func network(of peer: Int) -> String {
+        guard let route = routes[peer] else { return "self" }
+        return members[route.member].network(of: route.rank)
+    }
+
     public func register(_ base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
         var regions: [TransportRegion] = []
         do {

@@ -110,8 +110,12 @@ public protocol Transport: AnyObject, Sendable {
     /// The transport that carries messages to `peer`: `kind`, unless the transport routes
     /// peers to several (`PeerRoutedTransport`).
     func kind(of peer: Int) -> String
+    /// What carries messages to `peer`, precisely enough to model its links: `kind(of:)`,
+    /// or for OFI `ofi:PROVIDER` (`ofi:efa`, `ofi:tcp;ofi_rxm`).
+    func network(of peer: Int) -> String
 }
 
 extension Transport {
     public func kind(of peer: Int) -> String { kind }
+    public func network(of peer: Int) -> String { kind(of: peer) }
 }

@@ -50,6 +50,7 @@ import Glibc
 /// the executor's timeout (`CHORUS_TIMEOUT`), which names the peer waited for.
 public final class OFITransport: Transport, @unchecked Sendable {
     public var kind: String { "ofi" }
+    public func network(of peer: Int) -> String { "ofi:\(provider)" }
     public let rank: Int
     public let size: Int
     /// The provider in use, as libfabric names it (`tcp;ofi_rxm`, `efa`, `shm`, …).
