@@ -66,6 +66,11 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
         return claimant
     }
 
+    /// Whether a posted receive waits for `peer` on a stream `matching` accepts.
+    public func awaits(peer: Int, where matching: (UInt64) -> Bool) -> Bool {
+        posted.contains { $0.key.peer == peer && !$0.value.isEmpty && matching($0.key.stream) }
+    }
+
     /// The peers some posted receive waits for.
     public var awaitedPeers: Set<Int> {
         Set(posted.lazy.filter { !$0.value.isEmpty }.map(\.key.peer))

@@ -109,7 +109,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     @exclusivity(unchecked) private var matcher = ReceiveMatcher<Unexpected>()
     @exclusivity(unchecked) private var ready: [TransportCompletion] = []
     @exclusivity(unchecked) private var failure: TransportError?
-    @exclusivity(unchecked) private var closedPeers = Set<Int>()
 
     private let localAbort = Mutex<TransportError?>(nil)
     private let aborted = Atomic<Bool>(false)
@@ -242,25 +241,30 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         FrameHeader(UInt64(kind).littleEndian, stream.littleEndian, tag.littleEndian, UInt64(length).littleEndian)
     }
 
-    /// Whether this rank waits for, or still owes, a message to `peer`.
-    private func hasPending(with peer: Int) -> Bool {
-        for c in 0..<connections where !outgoing[peer * connections + c].isEmpty { return true }
-        return matcher.awaitedPeers.contains(peer)
+    /// Whether this rank waits for, or still owes, a message on `link` (a peer's streams spread
+    /// over its connections, and a peer that finishes closes them one by one: only the
+    /// connection's own messages count).
+    private func hasPending(onLink link: Int) -> Bool {
+        if !outgoing[link].isEmpty { return true }
+        let c = link % connections
+        return matcher.awaits(peer: link / connections) { Self.connection(of: $0, among: connections) == c }
     }
 
     private func check(_ peer: Int) throws {
-        if closedPeers.contains(peer) {
-            throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
-        }
-        guard (0..<size).contains(peer), peer != rank, sockets[peer * connections] != nil else {
+        guard (0..<size).contains(peer), peer != rank, sockets.indices.contains(peer * connections) else {
             throw TransportError(.protocolViolation, peer: peer, "tcp: rank \(rank) has no connection to rank \(peer)")
         }
         if let failure { throw failure }
     }
 
+    private func closedError(_ peer: Int) -> TransportError {
+        fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
+    }
+
     public func postSend(_ request: TransportRequest) throws {
         try check(request.peer)
         let link = request.peer * connections + Self.connection(of: request.stream, among: connections)
+        guard sockets[link] != nil else { throw closedError(request.peer) }
         outgoing[link].append(Outgoing(header: Self.header(kind: 1, stream: request.stream, tag: request.tag, length: request.length),
                                        request: request, sent: 0))
         try flush(link)
@@ -268,7 +272,12 @@ public final class TCPTransport: Transport, @unchecked Sendable {
 
     public func postReceive(_ request: TransportRequest) throws {
         try check(request.peer)
-        if let arrived = matcher.post(request) { deliver(arrived, to: request) }
+        // A message that arrived before its connection closed is still delivered.
+        if let arrived = matcher.post(request) {
+            deliver(arrived, to: request)
+        } else if sockets[request.peer * connections + Self.connection(of: request.stream, among: connections)] == nil {
+            throw closedError(request.peer)
+        }
     }
 
     private func deliver(_ m: Unexpected, to request: TransportRequest) {
@@ -356,11 +365,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             if n == 0 {
                 // A peer that finished the job closes its end after its last message: that is an
                 // error only while this rank still expects something from it.
-                if m.headerBytes > 0 || hasPending(with: peer) {
-                    throw fail(peer, "tcp: rank \(peer) closed its connection; its process may have exited")
+                if m.headerBytes > 0 || hasPending(onLink: link) {
+                    throw closedError(peer)
                 }
                 sockets[link] = nil
-                closedPeers.insert(peer)
                 return
             }
             if n < 0 {

@@ -96,8 +96,10 @@ let chorusHasOFI: Bool = {
     #endif
 }()
 
-/// Whether this host has an RDMA device (InfiniBand or RoCE) the verbs suite can run on.
+/// Whether this host has an RDMA port (InfiniBand or RoCE) the verbs suite can run on, as
+/// `chorus transports` finds it (an EFA device alone does not count: it goes through OFI).
 let verbsDevicePresent: Bool = {
     let devices = (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/infiniband")) ?? []
-    return chorusHasOFI && !devices.isEmpty
+    guard chorusHasOFI, !devices.isEmpty, let r = try? runChorus(["transports", "--json"]) else { return false }
+    return r.stdout.split(separator: "\n").contains { $0.contains("\"name\":\"verbs\"") && $0.contains("\"available\":true") }
 }()

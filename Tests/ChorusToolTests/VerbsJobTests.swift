@@ -5,7 +5,7 @@ import Testing
 /// zero-copy writes, a killed rank. Runs only on a host with an InfiniBand or RoCE device and
 /// is skipped, visibly, elsewhere (the protocol's device-free parts are tested in
 /// ChorusTransportVerbsTests everywhere).
-@Suite(.serialized, .enabled(if: verbsDevicePresent, "no RDMA device on this host (/sys/class/infiniband is empty): the verbs hardware suite is skipped"))
+@Suite(.serialized, .enabled(if: verbsDevicePresent, "no usable InfiniBand or RoCE port on this host (chorus transports): the verbs hardware suite is skipped"))
 struct VerbsJobTests {
     static let verbs = ["CHORUS_TRANSPORT": "verbs", "CHORUS_TIMEOUT": "60"]
 
