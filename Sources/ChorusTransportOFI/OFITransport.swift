@@ -560,10 +560,16 @@ public final class OFITransport: Transport, @unchecked Sendable {
     /// The sender's call signature as far as the provider carries it: the expected one when the
     /// bytes carried agree with it.
     private func senderTag(data: UInt64, expected: UInt64) -> UInt64 {
-        guard completionDataBytes > 0 else { return expected }
-        guard completionDataBytes < 8 else { return data }
-        let mask: UInt64 = (1 << (8 * UInt64(completionDataBytes))) - 1
-        return data & mask == expected & mask ? expected : data
+        Self.senderTag(data: data, expected: expected, carriedBytes: completionDataBytes)
+    }
+
+    /// The sender's call signature from `carriedBytes` of remote completion data (0 to 8):
+    /// `expected` when the bytes carried agree with it, else what was carried.
+    static func senderTag(data: UInt64, expected: UInt64, carriedBytes: Int) -> UInt64 {
+        guard carriedBytes > 0 else { return expected }
+        guard carriedBytes < 8 else { return data }
+        let mask: UInt64 = (1 << (8 * UInt64(carriedBytes))) - 1
+        return data & mask == expected & mask ? expected : data & mask
     }
 
     private func handleControl(_ buffer: UnsafeMutableRawPointer, length: Int, from sender: Int) throws {

@@ -1,6 +1,6 @@
 #if RDMA
 import ChorusTransport
-import ChorusTransportOFI
+@testable import ChorusTransportOFI
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -151,6 +151,17 @@ import Glibc
             #expect(error.message.contains("no-such-provider"), "\(error)")
             #expect(error.message.contains("tcp"), "the providers offered should be listed: \(error)")
         }
+    }
+
+    @Test func callSignaturesCarriedInFewerBytesStillTellCallsApart() {
+        let signature: UInt64 = 0x1234_5678_9ABC_DEF0
+        // EFA carries 4 bytes of completion data: the low half decides.
+        #expect(OFITransport.senderTag(data: 0x9ABC_DEF0, expected: signature, carriedBytes: 4) == signature)
+        #expect(OFITransport.senderTag(data: 0x9ABC_DEF1, expected: signature, carriedBytes: 4) != signature)
+        #expect(OFITransport.senderTag(data: signature, expected: signature, carriedBytes: 8) == signature)
+        #expect(OFITransport.senderTag(data: 1, expected: signature, carriedBytes: 8) == 1)
+        // No completion data: nothing to compare, the receive's own signature stands.
+        #expect(OFITransport.senderTag(data: 0, expected: signature, carriedBytes: 0) == signature)
     }
 
     @Test func theProvidersOfferedHereIncludeTCP() throws {
