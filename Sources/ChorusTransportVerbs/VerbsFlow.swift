@@ -124,6 +124,7 @@ public struct VerbsPeerFlow: Sendable {
     /// Clear-to-sends sent and not yet answered.
     public private(set) var outstanding = 0
     private var ready: [Action] = []
+    private var readyHead = 0
 
     public init(peer: Int, slots: Int = 64) {
         precondition(slots >= 1)
@@ -178,7 +179,15 @@ public struct VerbsPeerFlow: Sendable {
     /// The next thing to put on the wire: answers first (they free the peer's slots), then
     /// clear-to-sends while fewer than `slots` are outstanding.
     public mutating func next() -> Action? {
-        if !ready.isEmpty { return ready.removeFirst() }
+        if readyHead < ready.count {
+            let a = ready[readyHead]
+            readyHead += 1
+            if readyHead == ready.count {
+                ready.removeAll(keepingCapacity: true)
+                readyHead = 0
+            }
+            return a
+        }
         guard heldHead < heldClearances.count, outstanding < slots else { return nil }
         outstanding += 1
         let c = heldClearances[heldHead]
