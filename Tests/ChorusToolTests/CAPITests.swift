@@ -81,7 +81,7 @@ struct CAPITests {
         }
         let swiftPath = try shell("readlink -f \"$(command -v swift)\"").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let runtime = URL(fileURLWithPath: swiftPath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("lib/swift/linux").path
-        let port = 21000 + Int.random(in: 0..<20000)
+        let port = freeLoopbackPort()
         let job = "RANK=%d WORLD_SIZE=2 CHORUS_RENDEZVOUS=127.0.0.1:\(port) CHORUS_JOB_TOKEN=capi-\(port) CHORUS_TIMEOUT=60 '\(scratch)/installed-allreduce' 4099"
         let script = """
             mount -t tmpfs none '\(runtime)' || exit 3

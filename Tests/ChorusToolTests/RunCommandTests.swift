@@ -52,7 +52,7 @@ import Testing
     }
 
     @Test func aProcessWithTheWrongTokenIsRefused() throws {
-        let port = 20000 + Int.random(in: 0..<20000)
+        let port = freeLoopbackPort()
         func start(_ rank: Int, token: String) throws -> (Process, Pipe) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: chorusExecutable)

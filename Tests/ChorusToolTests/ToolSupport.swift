@@ -49,7 +49,7 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
 /// stops the survivors), kills rank 1 once the job runs, and returns the survivors' exit
 /// statuses and standard error, with the killed rank's pid.
 func killRankOneMidCollective(environment extra: [String: String]) throws -> (pid: Int32, survivors: [(status: Int32, stderr: String)]) {
-    let port = 20000 + Int.random(in: 0..<20000)
+    let port = freeLoopbackPort()
     var ranks: [(Process, Pipe)] = []
     for rank in 0..<3 {
         let p = Process()
@@ -103,3 +103,23 @@ let verbsDevicePresent: Bool = {
     guard chorusHasOFI, !devices.isEmpty, let r = try? runChorus(["transports", "--json"]) else { return false }
     return r.stdout.split(separator: "\n").contains { $0.contains("\"name\":\"verbs\"") && $0.contains("\"available\":true") }
 }()
+
+/// A loopback port for a test's rendezvous store: below the kernel's ephemeral range (so no
+/// other test's outgoing connection takes it meanwhile) and free right now.
+func freeLoopbackPort() -> Int {
+    for _ in 0..<100 {
+        let port = Int.random(in: 20000..<32768)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { continue }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if bound == 0 { return port }
+    }
+    return Int.random(in: 20000..<32768)
+}

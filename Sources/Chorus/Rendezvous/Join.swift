@@ -14,8 +14,9 @@ struct PeerInfo: Equatable, Sendable {
     var pid: Int32
     /// Random per process: equal means same process.
     var processToken: UInt64
-    /// The RDMA network this rank could use between hosts (`ofi:efa`, `ofi:verbs`), or empty:
-    /// `auto` uses it only when every rank has the same one.
+    /// The RDMA network this rank could use between hosts (`ofi:efa`, `verbs`, `ofi:verbs`), or
+    /// empty: `auto` uses it only when every rank has the same one. Learnt in a second round,
+    /// only for jobs on several hosts.
     var fabric: String = ""
 
     var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)\t\(fabric)".utf8) }
@@ -35,9 +36,8 @@ struct PeerInfo: Equatable, Sendable {
 
     /// This process: the host is the boot id plus the network namespace, since network-namespace
     /// test hosts share one kernel (and `/dev/shm`) but not a network.
-    static func current(configuration: ChorusConfiguration, probeFabric: Bool) -> PeerInfo {
-        PeerInfo(hostID: configuration.hostID ?? HostIdentity.current, pid: getpid(), processToken: HostIdentity.processToken,
-                 fabric: probeFabric ? Communicator.rdmaFabric(configuration: configuration) : "")
+    static func current(configuration: ChorusConfiguration) -> PeerInfo {
+        PeerInfo(hostID: configuration.hostID ?? HostIdentity.current, pid: getpid(), processToken: HostIdentity.processToken)
     }
 }
 
@@ -125,7 +125,7 @@ extension Communicator {
             }
         }
         defer { segment?.discard() }
-        let me = PeerInfo.current(configuration: configuration, probeFabric: size > 1 && configuration.transport == "auto")
+        let me = PeerInfo.current(configuration: configuration)
         try client.set("peer/\(rank)", me.encoded)
         let raw = try client.gather("peer")
         var peers: [PeerInfo] = []
@@ -142,6 +142,13 @@ extension Communicator {
             if let h = hostIndex[p.hostID] { return h }
             hostIndex[p.hostID] = hostIndex.count
             return hostIndex.count - 1
+        }
+        // Only a job on several hosts under auto asks what RDMA each rank could use (probing
+        // libfabric and the verbs devices takes a few hundred milliseconds), in a second round.
+        if configuration.transport == "auto" && Set(hosts).count > 1 {
+            try client.set("fabric/\(rank)", Array(Self.rdmaFabric(configuration: configuration).utf8))
+            let fabrics = try client.gather("fabric").map(\.utf8String)
+            for i in peers.indices { peers[i].fabric = fabrics[i] }
         }
         let choice = try Self.chooseTransport(rank: rank, peers: peers, hosts: hosts, configuration: configuration, log: log)
         let transport: Transport
