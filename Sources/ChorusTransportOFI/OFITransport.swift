@@ -78,7 +78,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
     private var av: UnsafeMutablePointer<fid_av>?
     private var endpoint: UnsafeMutablePointer<fid_ep>?
     private var waitFD: Int32 = -1
-    private var wakePipe: (Int32, Int32) = (-1, -1)
+    private let wakePipe: WakePipe
     private let needsLocalRegistration: Bool
     private let completionDataBytes: Int
     private let spins: Bool
@@ -184,6 +184,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         nextStreamNumber = Array(repeating: 0, count: size)
         awaiting = Array(repeating: 0, count: size)
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        wakePipe = try WakePipe()
 
         let chosen = try Self.chooseInfo(provider: provider, host: host)
         info = chosen
@@ -270,11 +271,6 @@ public final class OFITransport: Transport, @unchecked Sendable {
         if needsLocalRegistration {
             try check(registerWithDomain(controlBuffers, Self.controlBufferBytes * Self.controlReceives, access: UInt64(FI_SEND | FI_RECV), &controlRegion), "fi_mr_reg (control buffers)")
         }
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw TransportError(.connect, syscall: "pipe", code: errno, "cannot make the OFI transport's wake-up pipe") }
-        wakePipe = (fds[0], fds[1])
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
     }
 
     /// Adds every rank's address (index = rank) and posts the control receives.
@@ -659,14 +655,8 @@ public final class OFITransport: Transport, @unchecked Sendable {
                     return fi_trywait(fabric, &fids, 1) == 0
                 }
                 if settled {
-                    var fds = [pollfd(fd: waitFD, events: Int16(POLLIN), revents: 0), pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
-                    let left = min(deadline - .now, .milliseconds(100))
-                    let ms = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-                    _ = poll(&fds, 2, ms)
-                    if fds[1].revents != 0 {
-                        var drain = [UInt8](repeating: 0, count: 64)
-                        _ = read(wakePipe.0, &drain, 64)
-                    }
+                    var fds = [pollfd(fd: waitFD, events: Int16(POLLIN), revents: 0)]
+                    wakePipe.sleep(watching: &fds, until: deadline)
                     return
                 }
             } else {
@@ -712,8 +702,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             if localAbort == nil { localAbort = error }
             sendAbortMessages()
         }
-        var one: UInt8 = 1
-        _ = write(wakePipe.1, &one, 1)
+        wakePipe.wake()
     }
 
     /// Best effort, once: tell every peer why, and drive the provider briefly so the messages
@@ -774,8 +763,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             domain = nil
             if let fabric { _ = fi_close(&fabric.pointee.fid) }
             fabric = nil
-            if wakePipe.0 >= 0 { Glibc.close(wakePipe.0); Glibc.close(wakePipe.1) }
-            wakePipe = (-1, -1)
+            wakePipe.close()
         }
     }
 

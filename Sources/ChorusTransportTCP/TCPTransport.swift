@@ -115,7 +115,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     private let abortSent = Atomic<Bool>(false)
     /// Set while a thread drives the transport (so `abort` leaves the sockets to it).
     private let driving = Atomic<Bool>(false)
-    private var wakePipe: (Int32, Int32) = (-1, -1)
+    private let wakePipe: WakePipe
     /// Whether waits may spin: only while this host's ranks can each have a core (an estimate:
     /// the job's size against the cores; ranks on other hosts do not compete).
     private let spins: Bool
@@ -151,6 +151,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         incoming = (0..<links).map { _ in Incoming() }
         staging = (0..<links).map { _ in Staging() }
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        wakePipe = try WakePipe()
         // Hello: job nonce, rank, connection index (8 bytes each).
         func hello(_ c: Int) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: 24)
@@ -198,13 +199,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
             pending -= 1
         }
         for s in sockets.compactMap({ $0 }) { try s.setBlocking(false) }
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Syscall.error(.connect, "pipe", "cannot make the wake-up pipe") }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        wakePipe = (fds[0], fds[1])
     }
 
     static func split(_ address: String, peer: Int) throws -> (String, Int) {
@@ -465,7 +459,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
     }
 
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
-        var fds = [pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
+        var fds: [pollfd] = []
         for (link, s) in sockets.enumerated() {
             guard let s else { continue }
             fds.append(pollfd(fd: s.fd, events: Int16(POLLIN) | (outgoing[link].isEmpty ? 0 : Int16(POLLOUT)), revents: 0))
@@ -476,17 +470,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         if spins {
             let spinUntil = ContinuousClock.now + .microseconds(200)
             while ContinuousClock.now < spinUntil {
-                if poll(&fds, nfds_t(fds.count), 0) > 0 { return }
+                if poll(&fds, nfds_t(fds.count), 0) > 0 || aborted.load(ordering: .relaxed) { return }
             }
         }
-        let remaining = min(deadline - .now, .milliseconds(100))
-        guard remaining > .zero else { return }
-        let ms = Int32(max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
-        _ = poll(&fds, nfds_t(fds.count), ms)
-        if fds[0].revents != 0 {
-            var drain = [UInt8](repeating: 0, count: 64)
-            _ = read(wakePipe.0, &drain, 64)
-        }
+        wakePipe.sleep(watching: &fds, until: deadline)
     }
 
     public func abort(_ error: TransportError) {
@@ -498,8 +485,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         guard first else { return }
         aborted.store(true, ordering: .sequentiallyConsistent)
         if !driving.load(ordering: .sequentiallyConsistent) { sendAbortFrames() }
-        var one: UInt8 = 1
-        _ = write(wakePipe.1, &one, 1)
+        wakePipe.wake()
     }
 
     /// Best effort: tell every peer why, once.
@@ -520,6 +506,6 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         guard !closed else { return }
         closed = true
         sockets = Array(repeating: nil, count: size * connections)
-        if wakePipe.0 >= 0 { Glibc.close(wakePipe.0); Glibc.close(wakePipe.1) }
+        wakePipe.close()
     }
 }

@@ -75,7 +75,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
     private var localAbort: TransportError?
     private let abortRequested = Atomic<Bool>(false)
     private var abortSent = false
-    private var wakePipe: (Int32, Int32) = (-1, -1)
+    private let wakePipe: WakePipe
     private let lock = Mutex(())
     private var closed = false
 
@@ -97,6 +97,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         queuePairs = Array(repeating: nil, count: size)
         packetSequence = (0..<size).map { _ in UInt32.random(in: 0...0xFF_FFFF) }
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        wakePipe = try WakePipe()
         do {
             try open()
         } catch {
@@ -153,11 +154,6 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
             throw failed("ibv_reg_mr", "registering \(bytes) bytes of receive buffers")
         }
         receiveRegion = mr
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw failed("pipe", "making the wake-up pipe") }
-        wakePipe = (fds[0], fds[1])
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        _ = fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK)
     }
 
     /// What to publish for each peer (`nil` for this rank): the address of its queue pair here.
@@ -447,21 +443,14 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
             return ready.isEmpty && failure == nil
         }
         guard armed else { return }
-        var fds = [pollfd(fd: channel!.pointee.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wakePipe.0, events: Int16(POLLIN), revents: 0)]
-        let left = min(deadline - .now, .milliseconds(100))
-        guard left > .zero else { return }
-        let ms = Int32(max(1, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-        _ = poll(&fds, 2, ms)
+        var fds = [pollfd(fd: channel!.pointee.fd, events: Int16(POLLIN), revents: 0)]
+        wakePipe.sleep(watching: &fds, until: deadline)
         if fds[0].revents != 0 {
             lock.withLock { _ in
                 var eventCQ: UnsafeMutablePointer<ibv_cq>?
                 var eventContext: UnsafeMutableRawPointer?
                 if chorus_ibv_get_cq_event(channel, &eventCQ, &eventContext) == 0 { chorus_ibv_ack_cq_events(eventCQ, 1) }
             }
-        }
-        if fds[1].revents != 0 {
-            var drain = [UInt8](repeating: 0, count: 64)
-            _ = read(wakePipe.0, &drain, 64)
         }
     }
 
@@ -471,8 +460,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
             if localAbort == nil { localAbort = error }
             sendAbortMessages()
         }
-        var one: UInt8 = 1
-        _ = write(wakePipe.1, &one, 1)
+        wakePipe.wake()
     }
 
     /// Best effort, once: an abort message to every peer, outside flow control (each queue pair
@@ -526,8 +514,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
             pd = nil
             if let context { _ = chorus_ibv_close_device(context) }
             context = nil
-            if wakePipe.0 >= 0 { Glibc.close(wakePipe.0); Glibc.close(wakePipe.1) }
-            wakePipe = (-1, -1)
+            wakePipe.close()
         }
     }
 
