@@ -118,8 +118,9 @@ public final class OFITransport: Transport, @unchecked Sendable {
     private var controlBuffers: UnsafeMutableRawPointer
     private var controlRegion: UnsafeMutablePointer<fid_mr>?
     private var registrations: [UInt64: UnsafeMutablePointer<fid_mr>] = [:]
-    private var nextRegistration: UInt64 = 1
-    private var nextRequestedKey: UInt64 = 0
+    /// Registrations made so far: the last one's number is its requested key and, for user
+    /// memory, its region key (never 0, which means "not registered").
+    private var registrationCount: UInt64 = 0
 
     private var ready: [TransportCompletion] = []
     /// Receives posted and not yet complete, per peer: the peers probed when nothing arrives.
@@ -296,8 +297,8 @@ public final class OFITransport: Transport, @unchecked Sendable {
     /// application to choose keys (no `FI_MR_PROV_KEY`: keys must then be unique in the domain).
     private func registerWithDomain(_ base: UnsafeMutableRawPointer, _ length: Int, access: UInt64,
                                     _ mr: inout UnsafeMutablePointer<fid_mr>?) -> Int32 {
-        nextRequestedKey += 1
-        return fi_mr_reg(domain, base, length, access, 0, nextRequestedKey, 0, &mr, nil)
+        registrationCount += 1
+        return fi_mr_reg(domain, base, length, access, 0, registrationCount, 0, &mr, nil)
     }
 
     // MARK: - Operations in flight
@@ -411,8 +412,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
             guard rc == 0, let mr else {
                 throw TransportError(.register, syscall: "fi_mr_reg", code: -rc, "\(provider) cannot register \(length) bytes at \(base): \(String(cString: chorus_fi_strerror(rc)))")
             }
-            let key = nextRegistration
-            nextRegistration += 1
+            let key = registrationCount
             registrations[key] = mr
             return TransportRegion(base: base, length: length, key: key)
         }

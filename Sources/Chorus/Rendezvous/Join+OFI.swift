@@ -5,8 +5,8 @@ import ChorusTransportOFI
 #endif
 
 extension Communicator {
-    /// Whether this build has the OFI transport (the package's RDMA trait).
-    static var hasOFI: Bool {
+    /// Whether this build has the OFI and verbs transports (the package's RDMA trait).
+    static var hasRDMATransports: Bool {
         #if RDMA
         true
         #else
@@ -16,39 +16,29 @@ extension Communicator {
 
     /// libfabric between every pair: open an endpoint, publish its address, add every peer's.
     ///
-    /// Each rank publishes `ok PROVIDER DOMAIN HEXADDRESS` or `error REASON` under `ofi/RANK`,
-    /// so a rank that cannot open an endpoint makes every rank fail at once with its reason, and
-    /// ranks that found different providers are told which.
+    /// Each rank publishes `ok PROVIDER DOMAIN HEXADDRESS` or `error REASON` under `ofi/RANK`
+    /// (`exchange`), so a rank that cannot open an endpoint makes every rank fail at once with its
+    /// reason, and ranks that found different providers are told which.
     static func connectOFI(rank: Int, size: Int, peers: [PeerInfo], client: RendezvousClient, configuration: ChorusConfiguration,
                            log: Log) throws(ChorusError) -> Transport {
         #if RDMA
         let host = try Self.interfaceAddress(configuration.socketInterface) ?? client.localHost
-        let transport: OFITransport
-        do {
-            transport = try OFITransport(rank: rank, size: size, provider: configuration.ofiProvider, host: host)
-        } catch {
-            try client.set("ofi/\(rank)", Array("error \(error)".utf8))
-            throw .unsupported("CHORUS_TRANSPORT=ofi: rank \(rank): \(error)")
-        }
-        let hex = Self.encodeHex(transport.address)
-        // Provider names contain ";" but no spaces; a domain name's spaces become "_" (it is only shown).
-        let domain = String(transport.domainName.map { $0 == " " ? "_" : $0 })
-        try client.set("ofi/\(rank)", Array("ok \(transport.provider) \(domain) \(hex)".utf8))
-        let published = try client.gather("ofi").map { $0.utf8String }
+        // DATA is "PROVIDER DOMAIN HEXADDRESS": provider names contain ";" but no spaces; a domain
+        // name's spaces become "_" (it is only shown).
+        let (transport, published) = try Self.exchange("ofi", transport: "OFI", rank: rank, client: client,
+            open: { try OFITransport(rank: rank, size: size, provider: configuration.ofiProvider, host: host) },
+            describe: { "\($0.provider) \(String($0.domainName.map { $0 == " " ? "_" : $0 })) \(Self.encodeHex($0.address))" },
+            close: { $0.close() })
         var addresses: [[UInt8]] = []
         for (r, entry) in published.enumerated() {
-            let fields = entry.split(separator: " ", maxSplits: 3).map(String.init)
-            if fields.first == "error" {
-                transport.close()
-                throw .transport("rank \(r) cannot use the OFI transport: \(entry.dropFirst(6))")
-            }
-            guard fields.count == 4, fields[0] == "ok", let bytes = Self.decodeHex(fields[3]) else {
+            let fields = entry.split(separator: " ", maxSplits: 2).map(String.init)
+            guard fields.count == 3, let bytes = Self.decodeHex(fields[2]) else {
                 transport.close()
                 throw .rendezvous("rank \(r) published an OFI address this rank cannot read: '\(entry.prefix(80))'")
             }
-            guard fields[1] == transport.provider else {
+            guard fields[0] == transport.provider else {
                 transport.close()
-                throw .configuration("rank \(rank) uses libfabric provider '\(transport.provider)' but rank \(r) uses '\(fields[1])'; set CHORUS_OFI_PROVIDER to the same provider on every rank")
+                throw .configuration("rank \(rank) uses libfabric provider '\(transport.provider)' but rank \(r) uses '\(fields[0])'; set CHORUS_OFI_PROVIDER to the same provider on every rank")
             }
             addresses.append(bytes)
         }

@@ -7,30 +7,22 @@ extension Communicator {
     /// queue pair, connect to the addresses the peers published for this rank.
     ///
     /// Each rank publishes `ok HEX` (its `size` addresses, 36 bytes each, zeros for itself) or
-    /// `error REASON` under `verbs/RANK`, so a rank without a usable device makes every rank
+    /// `error REASON` under `verbs/RANK` (`exchange`), so a rank without a usable device makes every rank
     /// fail at once with its reason.
     static func connectVerbs(rank: Int, size: Int, client: RendezvousClient, configuration: ChorusConfiguration,
                              log: Log) throws(ChorusError) -> Transport {
         #if RDMA
-        let transport: VerbsTransport
-        do {
-            let port = try VerbsDiscovery.usablePort(named: configuration.ibDevice, gidIndex: configuration.ibGIDIndex)
-            transport = try VerbsTransport(rank: rank, size: size, port: port)
-        } catch {
-            try client.set("verbs/\(rank)", Array("error \(error)".utf8))
-            throw .unsupported("CHORUS_TRANSPORT=verbs: rank \(rank): \(error)")
-        }
-        let mine = transport.localAddresses().flatMap { $0?.encoded ?? [UInt8](repeating: 0, count: VerbsAddress.encodedSize) }
-        try client.set("verbs/\(rank)", Array("ok \(Self.encodeHex(mine))".utf8))
-        let published = try client.gather("verbs").map { $0.utf8String }
+        let (transport, published) = try Self.exchange("verbs", transport: "verbs", rank: rank, client: client,
+            open: {
+                let port = try VerbsDiscovery.usablePort(named: configuration.ibDevice, gidIndex: configuration.ibGIDIndex)
+                return try VerbsTransport(rank: rank, size: size, port: port)
+            },
+            describe: { Self.encodeHex($0.localAddresses().flatMap { $0?.encoded ?? [UInt8](repeating: 0, count: VerbsAddress.encodedSize) }) },
+            close: { $0.close() })
         var addresses: [VerbsAddress?] = Array(repeating: nil, count: size)
+        let n = VerbsAddress.encodedSize
         for (r, entry) in published.enumerated() where r != rank {
-            if entry.hasPrefix("error ") {
-                transport.close()
-                throw .transport("rank \(r) cannot use the verbs transport: \(entry.dropFirst(6))")
-            }
-            let n = VerbsAddress.encodedSize
-            guard entry.hasPrefix("ok "), let bytes = Self.decodeHex(String(entry.dropFirst(3))), bytes.count == size * n else {
+            guard let bytes = Self.decodeHex(entry), bytes.count == size * n else {
                 transport.close()
                 throw .rendezvous("rank \(r) published verbs addresses this rank cannot read: '\(entry.prefix(80))'")
             }

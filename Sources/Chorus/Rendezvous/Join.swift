@@ -19,19 +19,19 @@ struct PeerInfo: Equatable, Sendable {
     /// only for jobs on several hosts.
     var fabric: String = ""
 
-    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)\t\(fabric)".utf8) }
+    /// What the first round publishes (`fabric` comes in the second).
+    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)".utf8) }
 
-    init(hostID: String, pid: Int32, processToken: UInt64, fabric: String = "") {
+    init(hostID: String, pid: Int32, processToken: UInt64) {
         self.hostID = hostID
         self.pid = pid
         self.processToken = processToken
-        self.fabric = fabric
     }
 
     init?(decoding bytes: [UInt8]) {
         let parts = bytes.utf8String.split(separator: "\t", omittingEmptySubsequences: false)
-        guard parts.count == 3 || parts.count == 4, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
-        self.init(hostID: String(parts[0]), pid: pid, processToken: token, fabric: parts.count == 4 ? String(parts[3]) : "")
+        guard parts.count == 3, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
+        self.init(hostID: String(parts[0]), pid: pid, processToken: token)
     }
 
     /// This process: the host is the boot id plus the network namespace, since network-namespace
@@ -383,13 +383,13 @@ extension Communicator {
             if rank == 0 { log(.info, "the ranks run on \(hostCount) hosts, one each: using \(network.rawValue) between every pair (\(why))") }
             return switch network { case .ofi: .ofi; case .verbs: .verbs; case .tcp: .tcp }
         case "ofi":
-            guard Self.hasOFI else {
+            guard Self.hasRDMATransports else {
                 throw .unsupported("CHORUS_TRANSPORT=ofi: this build of Chorus has no OFI transport (it was built without the package's RDMA trait)")
             }
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=ofi: all \(size) ranks use libfabric\(configuration.ofiProvider.map { " (provider \($0))" } ?? "")") }
             return .ofi
         case "verbs":
-            guard Self.hasOFI else {
+            guard Self.hasRDMATransports else {
                 throw .unsupported("CHORUS_TRANSPORT=verbs: this build of Chorus has no verbs transport (it was built without the package's RDMA trait)")
             }
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=verbs: all \(size) ranks use RDMA verbs") }
