@@ -10,12 +10,7 @@ struct OFIJobTests {
 
     @Test(arguments: [2, 3, 4])
     func everyCollectiveIsCorrectOverOFI(ranks: Int) throws {
-        let r = try runChorus(["run", "-n", String(ranks), "--", chorusExecutable, "hello", "--check"], environment: Self.ofi)
-        #expect(r.status == 0, "\(r.stderr)")
-        let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
-        #expect(summaries.count == ranks)
-        #expect(summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)")
-        #expect(r.stdout.components(separatedBy: "transport ofi").count == ranks + 1, "\(r.stdout)")
+        try expectEveryCollectiveCorrect(ranks: ranks, environment: Self.ofi, transport: "ofi")
     }
 
     @Test func everyCollectiveIsCheckedAcrossASweepWithSeveralChannels() throws {

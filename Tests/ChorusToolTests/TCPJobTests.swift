@@ -6,13 +6,7 @@ import Testing
 @Suite(.serialized) struct TCPJobTests {
     @Test(arguments: [2, 3, 4])
     func everyCollectiveIsCorrectOverTCP(ranks: Int) throws {
-        let r = try runChorus(["run", "-n", String(ranks), "--", chorusExecutable, "hello", "--check"],
-                              environment: ["CHORUS_TRANSPORT": "tcp", "CHORUS_TIMEOUT": "60"])
-        #expect(r.status == 0, "\(r.stderr)")
-        let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
-        #expect(summaries.count == ranks)
-        #expect(summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)")
-        #expect(r.stdout.components(separatedBy: "transport tcp").count == ranks + 1)
+        try expectEveryCollectiveCorrect(ranks: ranks, environment: ["CHORUS_TRANSPORT": "tcp", "CHORUS_TIMEOUT": "60"], transport: "tcp")
     }
 
     @Test func ranksOnDifferentHostsUseTCP() throws {

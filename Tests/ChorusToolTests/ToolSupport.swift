@@ -23,6 +23,19 @@ func runChorus(_ arguments: [String], environment: [String: String] = [:]) throw
     try runProcess(chorusExecutable, arguments, environment: environment)
 }
 
+/// `chorus hello --check` on `ranks` local ranks under `environment`: every rank exits 0 having
+/// run every collective × data type × op without a wrong result, and every rank reports
+/// `transport`.
+func expectEveryCollectiveCorrect(ranks: Int, environment: [String: String], transport: String,
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let r = try runChorus(["run", "-n", String(ranks), "--", chorusExecutable, "hello", "--check"], environment: environment)
+    #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
+    let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
+    #expect(summaries.count == ranks, sourceLocation: sourceLocation)
+    #expect(summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)", sourceLocation: sourceLocation)
+    #expect(r.stdout.components(separatedBy: "transport \(transport)").count == ranks + 1, "\(r.stdout)", sourceLocation: sourceLocation)
+}
+
 /// Runs a program from the repository root with extra environment and collects its output.
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
     let process = Process()

@@ -11,11 +11,7 @@ struct VerbsJobTests {
 
     @Test(arguments: [2, 3, 4])
     func everyCollectiveIsCorrectOverVerbs(ranks: Int) throws {
-        let r = try runChorus(["run", "-n", String(ranks), "--", chorusExecutable, "hello", "--check"], environment: Self.verbs)
-        #expect(r.status == 0, "\(r.stderr)")
-        let summaries = r.stdout.split(separator: "\n").filter { $0.contains("calls checked") }
-        #expect(summaries.count == ranks && summaries.allSatisfy { $0.hasSuffix(" 0 wrong") }, "\(summaries)")
-        #expect(r.stdout.components(separatedBy: "transport verbs").count == ranks + 1, "\(r.stdout)")
+        try expectEveryCollectiveCorrect(ranks: ranks, environment: Self.verbs, transport: "verbs")
     }
 
     @Test func everyCollectiveIsCheckedAcrossASweepWithSeveralChannels() throws {
