@@ -81,20 +81,18 @@ public struct ChorusConfiguration: Sendable {
         }
         topologyFile = value("CHORUS_TOPO_FILE")
         socketInterface = value("CHORUS_SOCKET_IFNAME")
-        if let n = value("CHORUS_SOCKET_NSTREAMS") {
-            guard let streams = Int(n), (1...16).contains(streams) else {
-                throw ChorusError.configuration("CHORUS_SOCKET_NSTREAMS=\(n) is not a number of connections per peer from 1 to 16")
+        /// An integer variable in `range`, or nil when unset; `what` names what it counts.
+        func integer(_ name: String, in range: ClosedRange<Int>, _ what: String) throws(ChorusError) -> Int? {
+            guard let text = value(name) else { return nil }
+            guard let n = Int(text), range.contains(n) else {
+                throw ChorusError.configuration("\(name)=\(text) is not \(what) from \(range.lowerBound) to \(range.upperBound)")
             }
-            socketStreams = streams
+            return n
         }
+        socketStreams = try integer("CHORUS_SOCKET_NSTREAMS", in: 1...16, "a number of connections per peer") ?? socketStreams
         ofiProvider = value("CHORUS_OFI_PROVIDER")
         ibDevice = value("CHORUS_IB_HCA")
-        if let g = value("CHORUS_IB_GID_INDEX") {
-            guard let index = Int32(g), (0...255).contains(index) else {
-                throw ChorusError.configuration("CHORUS_IB_GID_INDEX=\(g) is not a GID index from 0 to 255")
-            }
-            ibGIDIndex = index
-        }
+        ibGIDIndex = try integer("CHORUS_IB_GID_INDEX", in: 0...255, "a GID index").map(Int32.init)
         if let t = value("CHORUS_TIMEOUT") {
             guard let seconds = Double(t), seconds > 0, seconds.isFinite else {
                 throw ChorusError.configuration("CHORUS_TIMEOUT=\(t) is not a positive number of seconds")
