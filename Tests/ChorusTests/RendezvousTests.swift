@@ -174,6 +174,8 @@ func join(ranks: [Int], size: Int, port: Int, tokens: [Int: String] = [:], timeo
     @Test(arguments: [
         ("CHORUS_TIMEOUT", "soon"), ("CHORUS_TIMEOUT", "-1"), ("CHORUS_TRANSPORT", "carrier-pigeon"),
         ("CHORUS_DEBUG", "LOUD"), ("CHORUS_ALGO", "allreduce:nonsense^"),
+        ("CHORUS_SOCKET_NSTREAMS", "0"), ("CHORUS_SOCKET_NSTREAMS", "17"), ("CHORUS_SOCKET_NSTREAMS", "many"),
+        ("CHORUS_IB_GID_INDEX", "256"), ("CHORUS_IB_GID_INDEX", "-1"), ("CHORUS_IB_GID_INDEX", "roce"),
     ])
     func malformedKnobsAreNamed(_ name: String, _ value: String) {
         do {
