@@ -51,6 +51,9 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
     private let slots: Int
     private let sendQueueDepth: Int
     private var sendQueueUsed: [Int]
+    /// Peers with completions since the last issue round.
+    private var touched: [Int] = []
+    private var isTouched: [Bool]
     private let spins: Bool
 
     /// Receive buffers: per peer `flows[p].receiveBuffers` of `bufferStride` bytes, one registration.
@@ -94,6 +97,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         buffersPerPeer = flows[0].receiveBuffers
         sendQueueDepth = 2 * slots + 16
         sendQueueUsed = Array(repeating: 0, count: size)
+        isTouched = Array(repeating: false, count: size)
         queuePairs = Array(repeating: nil, count: size)
         packetSequence = (0..<size).map { _ in UInt32.random(in: 0...0xFF_FFFF) }
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
@@ -384,12 +388,21 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         }
         if let localAbort { throw localAbort }
         if let failure { throw failure }
-        for peer in 0..<size where peer != rank { try issue(peer) }
+        // Only the peers whose completions arrived can have something new to issue (answers to
+        // clear-to-sends, or room in their send queue): not every peer on every call.
+        while let peer = touched.popLast() {
+            isTouched[peer] = false
+            try issue(peer)
+        }
     }
 
     private func complete(_ wc: ibv_wc) throws {
         let kind = WorkKind(rawValue: wc.wr_id >> 56)
         let peer = Int((wc.wr_id >> 32) & 0xFF_FFFF)
+        if !isTouched[peer] {
+            isTouched[peer] = true
+            touched.append(peer)
+        }
         let index = Int(wc.wr_id & 0xFFFF_FFFF)
         if kind == .controlSend || kind == .write { sendQueueUsed[peer] -= 1 }
         if kind == .controlSend { freeSendBuffers.append(index) }
