@@ -61,9 +61,9 @@ public enum AlgorithmRegistry {
         make: { spec, _ in
             let rings = [RingPattern.natural(spec.ranks)]
             switch spec.collective {
-            case .allReduce: return AllReduce.ring(spec, rings: rings)
-            case .allGather: return AllGather.ring(spec, rings: rings)
-            case .reduceScatter: return ReduceScatter.ring(spec, rings: rings)
+            case .allReduce: return AllReduce.ring(spec, rings: rings).declaring(.rotating(spec))
+            case .allGather: return AllGather.ring(spec, rings: rings).declaring(.rotating(spec))
+            case .reduceScatter: return ReduceScatter.ring(spec, rings: rings).declaring(.rotating(spec))
             case .broadcast: return Broadcast.ring(spec)
             case .reduce: return Reduce.ring(spec)
             }
@@ -77,7 +77,7 @@ public enum AlgorithmRegistry {
         check: { _, _ in nil },
         make: { spec, _ in
             let rings = [RingPattern.natural(spec.ranks), RingPattern.natural(spec.ranks).reversed]
-            return ringSchedule(spec, rings: rings, id: "bidirectional-ring")
+            return ringSchedule(spec, rings: rings, id: "bidirectional-ring").declaring(.rotating(spec))
         },
         shape: { spec, _ in ringShape(spec, rings: [.natural(spec.ranks), RingPattern.natural(spec.ranks).reversed]) })
 
@@ -86,7 +86,10 @@ public enum AlgorithmRegistry {
         summary: "recursive-halving reduce-scatter and recursive-doubling all-gather; bandwidth-optimal in 2 log2(n) steps",
         collectives: [.allReduce, .reduceScatter], constraints: "any rank count (non-powers of two fold the extra ranks in)",
         check: { _, _ in nil },
-        make: { spec, _ in spec.collective == .allReduce ? AllReduce.halvingDoubling(spec) : ReduceScatter.halvingDoubling(spec) },
+        make: { spec, _ in
+            let schedule = spec.collective == .allReduce ? AllReduce.halvingDoubling(spec) : ReduceScatter.halvingDoubling(spec)
+            return schedule.declaring(.hypercube(spec))
+        },
         shape: { spec, _ in halvingShape(spec, cube: FoldedHypercube(ranks: spec.ranks)) })
 
     static let recursiveDoubling = Algorithm(
@@ -94,7 +97,10 @@ public enum AlgorithmRegistry {
         summary: "log2(n) steps exchanging the whole buffer (all-reduce) or doubling windows (all-gather); for small messages",
         collectives: [.allReduce, .allGather], constraints: "any rank count (non-powers of two fold the extra ranks in)",
         check: { _, _ in nil },
-        make: { spec, _ in spec.collective == .allReduce ? AllReduce.recursiveDoubling(spec) : AllGather.recursiveDoubling(spec) },
+        make: { spec, _ in
+            let schedule = spec.collective == .allReduce ? AllReduce.recursiveDoubling(spec) : AllGather.recursiveDoubling(spec)
+            return schedule.declaring(.hypercube(spec))
+        },
         shape: { spec, _ in
             let cube = FoldedHypercube(ranks: spec.ranks)
             let n = Double(spec.ranks)
@@ -118,7 +124,7 @@ public enum AlgorithmRegistry {
         summary: "ceil(log2 n) steps at distances 1, 2, 4, ... for any rank count; latency-optimal all-gather",
         collectives: [.allGather], constraints: "any rank count",
         check: { _, _ in nil },
-        make: { spec, _ in AllGather.bruck(spec) },
+        make: { spec, _ in AllGather.bruck(spec).declaring(.rotating(spec)) },
         shape: { spec, _ in
             let n = spec.ranks
             var phases: [CostPhase] = []
@@ -171,9 +177,9 @@ public enum AlgorithmRegistry {
         check: { _, _ in nil },
         make: { spec, _ in
             switch spec.collective {
-            case .allReduce: return AllReduce.direct(spec)
-            case .allGather: return AllGather.direct(spec)
-            case .reduceScatter: return ReduceScatter.direct(spec)
+            case .allReduce: return AllReduce.direct(spec).declaring(.rotating(spec))
+            case .allGather: return AllGather.direct(spec).declaring(.rotating(spec))
+            case .reduceScatter: return ReduceScatter.direct(spec).declaring(.rotating(spec))
             case .broadcast: return Broadcast.direct(spec)
             case .reduce: return Reduce.direct(spec)
             }
@@ -381,4 +387,13 @@ public enum AlgorithmRegistry {
         phases += [Shapes.fold(cube, inward: false, reduces: false, bytes: { $0 / n })].compactMap { $0 }
         return CostShape(phases)
     }
+}
+
+extension RankSymmetry {
+    /// Every rank an image of rank 0 under rotation (rings, Bruck, one-shot exchanges).
+    static func rotating(_ spec: CollectiveSpec) -> RankSymmetry? { RankSymmetry(.rotation, ranks: spec.ranks) }
+
+    /// Every rank an image of rank 0 under xor, when the ranks form a whole hypercube (other
+    /// counts fold extra ranks in and have no such symmetry).
+    static func hypercube(_ spec: CollectiveSpec) -> RankSymmetry? { RankSymmetry(.xor, ranks: spec.ranks) }
 }

@@ -80,9 +80,10 @@ public struct ProgramGraph: Sendable {
         successorList[Int(successorOffsets[op])..<Int(successorOffsets[op + 1])]
     }
 
-    /// Every rank's graph, derived on all cores (with the in-place aliasing every engine uses).
+    /// The graphs of ranks `0 ..< programs.count` (every rank's, given every program), derived
+    /// on all cores (with the in-place aliasing every engine uses).
     public static func all(_ schedule: Schedule, programs: [RankProgram]) -> [ProgramGraph] {
-        parallelMap(schedule.ranks) { r in
+        parallelMap(programs.count) { r in
             ProgramGraph(program: programs[r], storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: r, aliased: true))
         }
     }

@@ -27,6 +27,9 @@ public struct Schedule: Sendable {
     public let layout: ChunkLayout
     /// Independent sub-schedules on disjoint chunks, each with its own message order.
     public let channels: Int
+    /// Rank translations that map the schedule onto itself, when its generator declares them
+    /// (the simulator then runs one rank per orbit); `nil` when none is declared.
+    public var symmetry: RankSymmetry?
     private let source: Source
 
     private enum Source: Sendable {
@@ -68,9 +71,19 @@ public struct Schedule: Sendable {
     }
 
     /// Every program (generated on all cores; memory linear in the total ops).
-    public func allPrograms() -> [RankProgram] {
+    public func allPrograms() -> [RankProgram] { programs(ofFirst: ranks) }
+
+    /// The programs of ranks `0 ..< count`, generated on all cores.
+    public func programs(ofFirst count: Int) -> [RankProgram] {
         let schedule = self
-        return parallelMap(ranks) { schedule.program(for: $0) }
+        return parallelMap(min(count, ranks)) { schedule.program(for: $0) }
+    }
+
+    /// The same schedule with `symmetry` declared (`nil` clears it).
+    public func declaring(_ symmetry: RankSymmetry?) -> Schedule {
+        var copy = self
+        copy.symmetry = symmetry
+        return copy
     }
 
     /// The total number of ops over all ranks.

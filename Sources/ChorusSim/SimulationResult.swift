@@ -1,4 +1,5 @@
 import ChorusCore
+import ChorusSchedule
 
 /// What a simulated collective cost.
 public struct SimulationResult: Sendable {
@@ -19,9 +20,25 @@ public struct SimulationResult: Sendable {
     public var usage: [ResourceUsage]
     /// One slice per op instance, when the input asked for a trace.
     public var slices: [TraceSlice]
+    /// How a symmetric plan was aggregated, `nil` for a full simulation of every rank.
+    public var aggregation: Aggregation?
     /// How long the simulation itself took: laying the plan out, then running the events. The
     /// only field that differs between two runs of the same input.
     public var wallClock: (setUp: Duration, events: Duration) = (.zero, .zero)
+
+    /// A symmetric run: the translations, the ranks simulated for all, and how link loads were
+    /// found (every image routed, or averaged over links alike).
+    public struct Aggregation: Sendable, Hashable {
+        public var symmetry: RankSymmetry
+        public var simulatedRanks: Int
+        public var averagedLoads: Bool
+        /// Constraints the max-min sharing ran over.
+        public var resources: Int
+
+        public var description: String {
+            "\(simulatedRanks) representative rank\(simulatedRanks == 1 ? "" : "s") for \(symmetry.ranks) (\(symmetry.action.rawValue) symmetry), link loads \(averagedLoads ? "averaged over links alike" : "from every image's route") on \(resources) distinct constraint\(resources == 1 ? "" : "s")"
+        }
+    }
 
     /// The `count` resources with the highest utilisation over the whole run.
     public func busiest(_ count: Int) -> [ResourceUsage] {

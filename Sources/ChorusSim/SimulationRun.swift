@@ -2,17 +2,28 @@ import ChorusCore
 import ChorusSchedule
 import ChorusTopology
 
-/// One simulation in progress: the plan laid out as op instances over all ranks, the event
-/// queue and the network. See `Simulator` for the model.
+/// One simulation in progress: the plan laid out as op instances over the simulated ranks, the
+/// event queue and the network. See `Simulator` for the model.
 ///
-/// Instance `g = (opBase[r] + i)·T + t` is op `i` of rank `r` on piece `t` of its chunks
-/// (`T = channels × slices`, piece `t = k·slices + p`), the numbering `CompiledPlan` uses.
+/// The simulated ranks are every rank, or with a symmetric plan one representative per orbit
+/// (`0 ..< symmetry.orbits`): a representative's message to rank `p` pairs with the receive, at
+/// `p`'s representative, from the rank that plays the sender's part in `p`'s frame, and it is a
+/// flow class on a `SymmetricNetwork`.
+///
+/// Instance `g = (opBase[r] + i)·T + t` is op `i` of simulated rank `r` on piece `t` of its
+/// chunks (`T = channels × slices`, piece `t = k·slices + p`), the numbering `CompiledPlan` uses.
 struct SimulationRun {
     let plan: Plan
     let input: SimulationInput
     let topology: Topology
     let router: Router
+    /// The plan's ranks, and the ones simulated (the representatives of a symmetric plan).
     let ranks: Int
+    let simulated: Int
+    /// The translations the run uses; for a full simulation, the trivial one (every rank its
+    /// own orbit).
+    let symmetry: RankSymmetry
+    let symmetric: SymmetricNetwork?
     /// Pieces per chunk and slices per channel copy.
     let pieces: Int
     let slices: Int
@@ -21,6 +32,8 @@ struct SimulationRun {
     // set-up): kind, peer, channel, whether it reduces, and the chunks its message or write covers.
     private let opKind: [Op.Kind]
     private let opReducing: [Bool]
+    /// The real rank each send or receive talks to.
+    private let opPeer: [Int32]
     private let opChunks: [ChunkList]
     /// Dependencies as global op indices: the ops that wait for op `g` are
     /// `successorList[successorOffsets[g] ..< successorOffsets[g + 1]]` (from `ProgramGraph`).
@@ -62,8 +75,7 @@ struct SimulationRun {
         var overhead: Picoseconds
     }
     private var routeCache: [Int64: RouteEntry] = [:]
-    /// Resource index of each NIC's outbound direction (inbound is the next), `-1` for other nodes.
-    private let nicResource: [Int32]
+    private let resources: NetworkResources
     private var failure: SimulationError?
     private var drainScratch: [(Int32, Picoseconds, UInt32)] = []
     private var slicesRecorded: [TraceSlice] = []
@@ -79,20 +91,27 @@ struct SimulationRun {
         ranks = n
         slices = plan.slices(blockElements: input.blockElements, elementSize: input.elementSize)
         pieces = plan.channels * slices
+        let symmetry = input.useSymmetry ? schedule.symmetry.flatMap { $0.ranks == n && $0.orbits < n ? $0 : nil } : nil
+        let acting = symmetry ?? RankSymmetry(.rotation, ranks: n, stride: n)!
+        self.symmetry = acting
+        let s = acting.orbits
+        simulated = s
 
-        try Self.checkSize(plan, pieces: pieces)
-        let programs = schedule.allPrograms()
+        try Self.checkSize(plan, pieces: pieces, simulatedRanks: s)
+        if let symmetry { try Self.spotCheck(schedule, symmetry) }
+        let programs = schedule.programs(ofFirst: s)
         let graphs = ProgramGraph.all(schedule, programs: programs)
-        var base = [Int](repeating: 0, count: n + 1)
-        for r in 0..<n { base[r + 1] = base[r] + programs[r].count }
+        var base = [Int](repeating: 0, count: s + 1)
+        for r in 0..<s { base[r + 1] = base[r] + programs[r].count }
         opBase = base
-        let totalOps = base[n]
+        let totalOps = base[s]
         guard totalOps.multipliedReportingOverflow(by: pieces).partialValue < Int(Int32.max), totalOps * pieces < Int(Int32.max) else {
             throw SimulationError.tooLarge("the plan has \(totalOps) ops in \(pieces) pieces each, more than the \(Int32.max) op instances one simulation holds; use fewer ranks, channels or a larger slice")
         }
         var rankOfOp = [Int32](repeating: 0, count: totalOps)
-        var opKind: [Op.Kind] = [], opReducing: [Bool] = [], opChunks: [ChunkList] = []
+        var opKind: [Op.Kind] = [], opReducing: [Bool] = [], opChunks: [ChunkList] = [], opPeer: [Int32] = []
         opKind.reserveCapacity(totalOps); opReducing.reserveCapacity(totalOps); opChunks.reserveCapacity(totalOps)
+        opPeer.reserveCapacity(totalOps)
         var successorOffsets = [Int32](repeating: 0, count: totalOps + 1)
         var successorList: [Int32] = []
         successorList.reserveCapacity(totalOps * 2)
@@ -100,14 +119,15 @@ struct SimulationRun {
         var queuePrevious = [Int32](repeating: -1, count: totalOps)
         var predecessorCount = [Int32](repeating: 0, count: totalOps)
         // Per rank: (direction, peer, channel) → that queue's ops (global indices), in order.
-        var queues = [[Int64: [Int32]]](repeating: [:], count: n)
-        for r in 0..<n {
+        var queues = [[Int64: [Int32]]](repeating: [:], count: s)
+        for r in 0..<s {
             let graph = graphs[r]
             for (i, op) in programs[r].ops.enumerated() {
                 let g = base[r] + i
                 rankOfOp[g] = Int32(r)
                 opKind.append(op.kind)
                 opReducing.append(op.reducing)
+                opPeer.append(op.peer)
                 opChunks.append((op.kind == .send ? op.source! : op.destination!).chunks)
                 for j in graph.successors(of: i) { successorList.append(Int32(base[r] + Int(j))) }
                 successorOffsets[g + 1] = Int32(successorList.count)
@@ -119,11 +139,18 @@ struct SimulationRun {
             }
         }
         // Pair the q-th send from a to b on a channel with the q-th receive at b from a on it.
+        // With a symmetry, b's part is played by its representative, and a's by the rank that
+        // stands to b's representative as a stands to b.
         var partnerOp = [Int32](repeating: -1, count: totalOps)
-        for r in 0..<n {
-            for (key, sends) in queues[r] where key >> 62 == 1 {
+        var flowClasses: [SymmetricNetwork.FlowClass] = []
+        for r in 0..<s {
+            for (key, sends) in queues[r].sorted(by: { $0.key < $1.key }) where key >> 62 == 1 {
                 let peer = Int((key >> 24) & 0xFF_FFFF), channel = Int(key & 0xFF_FFFF)
-                guard peer < n, let receives = queues[peer][Self.queueKey(send: false, peer: r, channel: channel)] else { continue }
+                guard peer < n else { continue }
+                if symmetry != nil { flowClasses.append(.init(a: r, b: peer)) }
+                let t = acting.translation(of: peer)
+                let sender = acting.unapply(t, to: r)
+                guard let receives = queues[acting.representative(of: peer)][Self.queueKey(send: false, peer: sender, channel: channel)] else { continue }
                 for (s, q) in zip(sends, receives) {
                     partnerOp[Int(s)] = q
                     partnerOp[Int(q)] = s
@@ -133,6 +160,7 @@ struct SimulationRun {
         self.rankOfOp = rankOfOp
         self.opKind = opKind
         self.opReducing = opReducing
+        self.opPeer = opPeer
         self.opChunks = opChunks
         self.successorOffsets = successorOffsets
         self.successorList = successorList
@@ -153,21 +181,29 @@ struct SimulationRun {
         flags = [UInt8](repeating: 0, count: instances)
         partner = [Int32](repeating: -1, count: instances)
         startedAt = input.recordTrace ? [Picoseconds](repeating: 0, count: instances) : []
-        engineFree = [Picoseconds](repeating: 0, count: n)
-        memoryRate = (0..<n).map { topology.memoryBandwidth(of: topology.ranks[$0]).bytesPerSecond / 1e12 }
+        engineFree = [Picoseconds](repeating: 0, count: s)
+        memoryRate = (0..<s).map { topology.memoryBandwidth(of: topology.ranks[$0]).bytesPerSecond / 1e12 }
 
-        // Resources: every arc, then two per NIC with a line rate.
-        var capacities = (0..<topology.arcCount).map { topology.capacity(of: ArcID(rawValue: Int32($0)), calibration: input.calibration) / 1e12 }
-        var nicResource = [Int32](repeating: -1, count: topology.nodes.count)
-        for (v, node) in topology.nodes.enumerated() where node.kind == .nic {
-            guard let rate = node.lineRate else { continue }
-            nicResource[v] = Int32(capacities.count)
-            capacities.append(rate.bytesPerSecond / 1e12)
-            capacities.append(rate.bytesPerSecond / 1e12)
+        resources = NetworkResources(topology: topology, calibration: input.calibration)
+        if symmetry != nil {
+            let classes = Array(Set(flowClasses)).sorted { ($0.a, $0.b) < ($1.a, $1.b) }
+            let quotient = try SymmetricNetwork(classes: classes, symmetry: acting, topology: topology, router: router,
+                                                calibration: input.calibration, forceAveraged: input.averageSymmetricLoads)
+            symmetric = quotient
+            network = FlowNetwork(capacities: quotient.resources.map(\.capacity))
+            for c in classes {
+                let entry = quotient.routes[c]!
+                let route = entry.weights.isEmpty ? -1 : network.addRoute(entry.weights)
+                routeCache[Self.pairKey(c.a, c.b)] = RouteEntry(route: route, latency: .from(entry.latency), overhead: .from(entry.overhead))
+            }
+        } else {
+            symmetric = nil
+            network = FlowNetwork(capacities: resources.capacities)
         }
-        self.nicResource = nicResource
-        network = FlowNetwork(capacities: capacities)
     }
+
+    @inline(__always)
+    static func pairKey(_ a: Int, _ b: Int) -> Int64 { (Int64(a) << 32) | Int64(b) }
 
     /// Work the full event simulation can take on: op instances held, and chunk slots and chunk
     /// visits while deriving dependencies (both grow with ranks squared for schedules that cut
@@ -177,7 +213,7 @@ struct SimulationRun {
 
     /// Refuses, before any work, a plan whose full simulation would take hours, estimated from
     /// rank 0's program.
-    static func checkSize(_ plan: Plan, pieces: Int) throws {
+    static func checkSize(_ plan: Plan, pieces: Int, simulatedRanks: Int) throws {
         let schedule = plan.schedule
         let program = schedule.program(for: 0)
         var visits = 0
@@ -187,15 +223,17 @@ struct SimulationRun {
         }
         let layout = schedule.layout
         let slots = layout.chunkCount(.input) + layout.chunkCount(.output) + layout.chunkCount(.scratch)
-        let n = schedule.ranks
-        let instances = program.count * n * pieces
-        let chunkWork = (slots + visits) * n
-        let advice = "use fewer ranks (--ranks), a coarser plan, or 'chorus plan' for the analytic model's estimate; aggregating symmetric ranks is not built yet"
+        let n = schedule.ranks, s = simulatedRanks
+        let instances = program.count * s * pieces
+        let chunkWork = (slots + visits) * s
+        let advice = s < n
+            ? "use a coarser plan (--slice, --channels) or 'chorus plan' for the analytic model's estimate"
+            : "use fewer ranks (--ranks), a coarser plan, an algorithm that declares a rank symmetry, or 'chorus plan' for the analytic model's estimate"
         if instances > instanceBudget {
-            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks is about \(instances) op instances (\(program.count) ops per rank x \(pieces) pieces), more than the \(instanceBudget) a full event simulation takes on; \(advice)")
+            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks is about \(instances) op instances (\(program.count) ops per rank x \(pieces) pieces\(s < n ? " x \(s) representative ranks" : "")), more than the \(instanceBudget) a full event simulation takes on; \(advice)")
         }
         if chunkWork > chunkWorkBudget {
-            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks cuts each buffer into \(layout.chunksPerBlock) chunks per block: deriving its dependencies means about \(chunkWork / 1_000_000) million chunk steps (\(slots + visits) per rank), more than the \(chunkWorkBudget / 1_000_000) million a full event simulation takes on; \(advice)")
+            throw SimulationError.tooLarge("\(schedule.algorithm) on \(n) ranks cuts each buffer into \(layout.chunksPerBlock) chunks per block: deriving its dependencies means about \(chunkWork / 1_000_000) million chunk steps (\(slots + visits) per simulated rank), more than the \(chunkWorkBudget / 1_000_000) million a full event simulation takes on; \(advice)")
         }
     }
 
@@ -235,8 +273,14 @@ struct SimulationRun {
         }
         if let failure { throw failure }
         guard completed == total else { throw SimulationError.stalled(describeStall()) }
-        return SimulationResult(time: finishTime.duration, ranks: ranks, opInstances: total, messages: messageCount,
-                                events: eventCount, staleEvents: staleCount, reallocations: reallocations, usage: usage(), slices: slicesRecorded)
+        let images = symmetry.orbitSize
+        var result = SimulationResult(time: finishTime.duration, ranks: ranks, opInstances: total * images, messages: messageCount * images,
+                                      events: eventCount, staleEvents: staleCount, reallocations: reallocations, usage: usage(), slices: slicesRecorded)
+        if let symmetric {
+            result.aggregation = SimulationResult.Aggregation(symmetry: symmetry, simulatedRanks: simulated,
+                                                              averagedLoads: symmetric.mode == .averaged, resources: symmetric.resources.count)
+        }
+        return result
     }
 
     private mutating func handle(_ e: Event, _ now: Picoseconds) {
@@ -348,8 +392,7 @@ struct SimulationRun {
 
     private mutating func startTransfer(sendInstance s: Int, _ now: Picoseconds) {
         let a = Int(rankOfOp[s / pieces])
-        let r = Int(partner[s])
-        let b = Int(rankOfOp[r / pieces])
+        let b = Int(opPeer[s / pieces])
         guard let route = routeEntry(a, b) else { return }
         let begin = max(now, engineFree[a]) + route.overhead
         engineFree[a] = begin
@@ -369,7 +412,7 @@ struct SimulationRun {
             }
             flags[s] &= ~Self.parked
             let a = Int(rankOfOp[s / pieces])
-            let b = Int(rankOfOp[Int(partner[s]) / pieces])
+            let b = Int(opPeer[s / pieces])
             let route = routeEntry(a, b)!
             let bytes = messageBytes(s)
             if bytes > 0 && route.route >= 0 {
@@ -431,29 +474,18 @@ struct SimulationRun {
     }
 
     private mutating func routeEntry(_ a: Int, _ b: Int) -> RouteEntry? {
-        let key = (Int64(a) << 32) | Int64(b)
+        let key = Self.pairKey(a, b)
         if let cached = routeCache[key] { return cached }
-        let from = topology.ranks[a], to = topology.ranks[b]
-        guard let set = router.routes(from: from, to: to, flow: UInt64(bitPattern: key)) else {
-            failure = .unreachable(from: a, to: b, detail: "no path from \(topology.nodes[from.index].name) to \(topology.nodes[to.index].name) in \(topology.name)")
+        let set: RouteSet
+        do {
+            set = try SymmetricNetwork.route(a, b, topology: topology, router: router)
+        } catch {
+            failure = error as? SimulationError
             return nil
         }
         let cost = topology.cost(of: set, calibration: input.calibration)
-        var shares: [Int32: Double] = [:]
-        var order: [Int32] = []
-        func add(_ r: Int32, _ s: Double) {
-            if shares[r] == nil { order.append(r) }
-            shares[r, default: 0] += s
-        }
-        for a in set.arcs where a.share > 0 {
-            add(a.arc.rawValue, a.share)
-            let link = topology.link(a.arc)
-            guard link.kind.isNetwork else { continue }
-            let tail = nicResource[topology.tail(a.arc).index], head = nicResource[topology.head(a.arc).index]
-            if tail >= 0 { add(tail, a.share) }
-            if head >= 0 { add(head + 1, a.share) }
-        }
-        let route = order.isEmpty ? -1 : network.addRoute(order.map { ($0, shares[$0]!) })
+        let shares = resources.shares(of: set)
+        let route = shares.isEmpty ? -1 : network.addRoute(shares)
         let entry = RouteEntry(route: route, latency: .from(cost.latency), overhead: .from(cost.overhead))
         routeCache[key] = entry
         return entry
@@ -461,27 +493,25 @@ struct SimulationRun {
 
     // MARK: - Reports
 
+    /// Bytes per resource; a resource that stands for several alike (a symmetric run) reports
+    /// what each of them carried, named by the first with the count of the rest.
     private func usage() -> [ResourceUsage] {
         var out: [ResourceUsage] = []
-        let nics = Dictionary(uniqueKeysWithValues: nicResource.enumerated().filter { $0.element >= 0 }.map { ($0.element, $0.offset) })
         for r in 0..<network.resourceCount where network.carried[r] > 0 {
             let capacity = Bandwidth(bytesPerSecond: network.capacity[r] * 1e12)
-            if r < topology.arcCount {
-                let arc = ArcID(rawValue: Int32(r))
-                out.append(ResourceUsage(name: topology.describe(arc), kind: topology.link(arc).kind.rawValue,
-                                         capacity: capacity, bytes: network.carried[r]))
+            if let symmetric {
+                let resource = symmetric.resources[r]
+                let name = resource.members > 1 ? "\(resource.name) (and \(resource.members - 1) alike)" : resource.name
+                out.append(ResourceUsage(name: name, kind: resource.kind, capacity: capacity, bytes: network.carried[r]))
             } else {
-                let outbound = (r - topology.arcCount) % 2 == 0
-                let node = nics[Int32(outbound ? r : r - 1)]!
-                out.append(ResourceUsage(name: "\(topology.nodes[node].name) \(outbound ? "injection" : "ejection")", kind: "nic",
-                                         capacity: capacity, bytes: network.carried[r]))
+                out.append(ResourceUsage(name: resources.name(of: r), kind: resources.kind(of: r), capacity: capacity, bytes: network.carried[r]))
             }
         }
         return out
     }
 
     private func describeStall() -> String {
-        for r in 0..<ranks {
+        for r in 0..<simulated {
             for (i, op) in plan.schedule.program(for: r).ops.enumerated() {
                 let g = (opBase[r] + i) * pieces
                 if flags[g] & Self.posted == 0 || pending[g] > 0 {

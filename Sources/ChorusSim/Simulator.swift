@@ -15,6 +15,12 @@ public struct SimulationInput: Sendable {
     /// With `recordTrace`, record only ranks below this (a trace of every op of thousands of
     /// ranks is more than a trace viewer opens); `nil` records every rank.
     public var traceRanks: Int?
+    /// Run one representative per orbit when the plan declares a rank symmetry (`false`
+    /// simulates every rank).
+    public var useSymmetry = true
+    /// With a symmetry, average link loads over links alike even where routing every image is
+    /// affordable (tests compare both ways).
+    public var averageSymmetricLoads = false
 
     public init(blockElements: Int, elementSize: Int, calibration: LinkCalibration? = nil, recordTrace: Bool = false) {
         self.blockElements = blockElements
@@ -42,6 +48,8 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
     case stalled(String)
     /// The plan has more op instances than one simulation holds.
     case tooLarge(String)
+    /// The plan's declared rank symmetry does not hold, in the schedule or on the topology.
+    case asymmetric(String)
 
     public var description: String {
         switch self {
@@ -49,6 +57,7 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
         case .unreachable(let a, let b, let d): return "rank \(a) cannot reach rank \(b): \(d)"
         case .stalled(let what): return "the simulation stalled: \(what)"
         case .tooLarge(let what): return what
+        case .asymmetric(let what): return "the plan's declared symmetry does not hold: \(what)"
         }
     }
 }

@@ -75,6 +75,8 @@ struct SimCommand: ParsableCommand {
     var output: String?
     @Flag(help: "Say on standard error what each size simulated and how long the simulation took.")
     var verbose = false
+    @Flag(name: .customLong("no-symmetry"), help: "Simulate every rank even when the algorithm declares a rank symmetry (one representative per orbit otherwise).")
+    var noSymmetry = false
     @OptionGroup var parameters: TopologyParameterOptions
 
     func validate() throws {
@@ -150,6 +152,7 @@ struct SimCommand: ParsableCommand {
                 var input = SimulationInput(bytes: bytes, collective: c, ranks: n, dataType: type, calibration: context.calibration,
                                             recordTrace: last && trace != nil)
                 input.traceRanks = traceRanks == 0 ? nil : traceRanks
+                input.useSymmetry = !noSymmetry
                 let result: SimulationResult
                 do {
                     result = try simulator.run(plan, input) { fraction in
@@ -163,6 +166,7 @@ struct SimCommand: ParsableCommand {
                 clearProgress()
                 if verbose {
                     printError("# \(c) \(ByteCount(bytes)): \(plan.schedule.algorithm), \(result.opInstances) op instances, \(result.messages) messages, \(result.events) events (\(result.staleEvents) stale), \(result.reallocations) rate recomputations; simulated in \(result.wallClock.setUp.chorusDescription) set-up + \(result.wallClock.events.chorusDescription) events")
+                    if let aggregation = result.aggregation { printError("#   symmetric: \(aggregation.description)") }
                 }
                 let rows = self.rows(c, plan: plan, bytes: bytes, type: type, op: reduceOp, ranks: n, time: result.time)
                 if !rows[0].busbw.isNaN { busbwSum += rows[0].busbw; busbwCount += 1 }
