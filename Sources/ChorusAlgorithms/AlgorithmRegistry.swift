@@ -177,9 +177,11 @@ public enum AlgorithmRegistry {
         check: { _, _ in nil },
         make: { spec, _ in
             switch spec.collective {
-            case .allReduce: return AllReduce.direct(spec).declaring(.rotating(spec))
+            // All-reduce and reduce-scatter add contributions in one global order for identical
+            // bits everywhere, so their ranks' dependencies differ: no symmetry to declare.
+            case .allReduce: return AllReduce.direct(spec)
             case .allGather: return AllGather.direct(spec).declaring(.rotating(spec))
-            case .reduceScatter: return ReduceScatter.direct(spec).declaring(.rotating(spec))
+            case .reduceScatter: return ReduceScatter.direct(spec)
             case .broadcast: return Broadcast.direct(spec)
             case .reduce: return Reduce.direct(spec)
             }

@@ -22,6 +22,9 @@ public struct SimulationResult: Sendable {
     public var slices: [TraceSlice]
     /// How a symmetric plan was aggregated, `nil` for a full simulation of every rank.
     public var aggregation: Aggregation?
+    /// Why a plan that declares a symmetry was simulated rank by rank (its images route unlike
+    /// on this topology), `nil` otherwise.
+    public var fullSimulationReason: String?
     /// How long the simulation itself took: laying the plan out, then running the events. The
     /// only field that differs between two runs of the same input.
     public var wallClock: (setUp: Duration, events: Duration) = (.zero, .zero)

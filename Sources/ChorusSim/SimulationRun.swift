@@ -91,7 +91,9 @@ struct SimulationRun {
         ranks = n
         slices = plan.slices(blockElements: input.blockElements, elementSize: input.elementSize)
         pieces = plan.channels * slices
-        let symmetry = input.useSymmetry ? schedule.symmetry.flatMap { $0.ranks == n && $0.orbits < n ? $0 : nil } : nil
+        // A trace shows every rank, so it comes from the full simulation wherever that can run.
+        let traceWantsAll = input.recordTrace && (try? Self.checkSize(plan, pieces: pieces, simulatedRanks: n)) != nil
+        let symmetry = input.useSymmetry && !traceWantsAll ? schedule.symmetry.flatMap { $0.ranks == n && $0.orbits < n ? $0 : nil } : nil
         let acting = symmetry ?? RankSymmetry(.rotation, ranks: n, stride: n)!
         self.symmetry = acting
         let s = acting.orbits

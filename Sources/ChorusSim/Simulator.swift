@@ -94,10 +94,25 @@ public final class Simulator {
     public func run(_ plan: Plan, _ input: SimulationInput, progress: ((Double) -> Void)? = nil) throws -> SimulationResult {
         let clock = ContinuousClock()
         let start = clock.now
-        var run = try SimulationRun(plan: plan, input: input, topology: topology, router: router)
+        var run: SimulationRun
+        var fullBecause: String?
+        do {
+            run = try SimulationRun(plan: plan, input: input, topology: topology, router: router)
+        } catch let unlike as SymmetricNetwork.Unlike {
+            // The symmetry holds in the schedule but not on this topology: simulate every rank.
+            var full = input
+            full.useSymmetry = false
+            do {
+                run = try SimulationRun(plan: plan, input: full, topology: topology, router: router)
+            } catch SimulationError.tooLarge(let what) {
+                throw SimulationError.asymmetric("\(unlike.reason); and the full simulation is too large: \(what)")
+            }
+            fullBecause = unlike.reason
+        }
         let laidOut = clock.now
         var result = try run.execute(progress: progress)
         result.wallClock = (setUp: laidOut - start, events: clock.now - laidOut)
+        result.fullSimulationReason = fullBecause
         return result
     }
 }

@@ -52,6 +52,12 @@ struct SymmetricNetwork {
     /// Images of each class routed to check the averaged mode's assumption.
     static let sampledImages = 12
 
+    /// Why lockstep would be wrong here: images of a class that route unlike (a different
+    /// bottleneck rate, latency or overhead), so they would drift apart in a full simulation.
+    struct Unlike: Error {
+        var reason: String
+    }
+
     let mode: Mode
     let resources: [Resource]
     let routes: [FlowClass: ClassRoute]
@@ -100,20 +106,52 @@ struct SymmetricNetwork {
         // alike by every class merge into one constraint.
         var signature = [UInt64](repeating: 0, count: base.count)
         var perClass: [(FlowClass, [(Int32, Double)], Duration, Duration)] = []
+        // The resources of each image's route, flat, for the check below.
+        var imageResources: [Int32] = [], imageEnds: [Int] = []
+        var imageCosts: [RouteCost] = []
         for (index, c) in classes.enumerated() {
-            var latency = Duration.zero, overhead = Duration.zero
+            imageResources.removeAll(keepingCapacity: true)
+            imageEnds.removeAll(keepingCapacity: true)
+            imageCosts.removeAll(keepingCapacity: true)
             for k in 0..<symmetry.orbitSize {
                 let t = symmetry.element(k)
                 let a = symmetry.apply(t, to: c.a), b = symmetry.apply(t, to: c.b)
                 let set = try route(a, b, topology: topology, router: router)
-                let cost = topology.cost(of: set, calibration: calibration)
-                latency = max(latency, cost.latency)
-                overhead = max(overhead, cost.overhead)
+                imageCosts.append(topology.cost(of: set, calibration: calibration))
                 base.forEachShare(of: set) { r, s in
                     if weight[Int(r)] == 0 { touched.append(r) }
                     weight[Int(r)] += s
+                    imageResources.append(r)
+                }
+                imageEnds.append(imageResources.count)
+            }
+            // Lockstep holds when every image is held to the same rate by the class's load, and
+            // pays the same latency and overhead; otherwise images drift apart and only a full
+            // simulation says what that costs.
+            var start = 0
+            var first: (rate: Double, cost: RouteCost)?
+            for (k, end) in imageEnds.enumerated() {
+                var rate = Double.infinity
+                for j in start..<end {
+                    let r = Int(imageResources[j])
+                    rate = min(rate, base.capacities[r] / weight[r])
+                }
+                start = end
+                guard let reference = first else {
+                    first = (rate, imageCosts[k])
+                    continue
+                }
+                let cost = imageCosts[k]
+                if abs(rate - reference.rate) > 1e-9 * max(abs(rate), abs(reference.rate)) || (rate.isInfinite != reference.rate.isInfinite)
+                    || cost.latency != reference.cost.latency || cost.overhead != reference.cost.overhead {
+                    let t = symmetry.element(k)
+                    let what = cost.latency != reference.cost.latency || cost.overhead != reference.cost.overhead
+                        ? "pays a different latency or per-message overhead"
+                        : "is held to \(Bandwidth(bytesPerSecond: rate * 1e12)) where it gets \(Bandwidth(bytesPerSecond: reference.rate * 1e12))"
+                    throw Unlike(reason: "rank \(symmetry.apply(t, to: c.a))'s message to rank \(symmetry.apply(t, to: c.b)) \(what) from rank \(c.a) to rank \(c.b), so its images would not run in lockstep")
                 }
             }
+            let latency = first?.cost.latency ?? .zero, overhead = first?.cost.overhead ?? .zero
             touched.sort()
             let list = touched.map { ($0, weight[Int($0)]) }
             for (r, w) in list {
@@ -180,8 +218,7 @@ struct SymmetricNetwork {
                     abs((shape[cls] ?? -1) - s) <= 1e-9 * max(1, s)
                 }
                 guard alike, imageCost.latency == cost.latency, imageCost.overhead == cost.overhead else {
-                    throw SimulationError.asymmetric(
-                        "rank \(a)'s message to rank \(b) does not route like its representative's, rank \(c.a) to rank \(c.b) (\(alike ? "a different latency or overhead" : "different kinds of links or shares of them")), so averaging the plan's symmetric load over links alike would be wrong here; simulate fewer ranks (--ranks) for the full simulation")
+                    throw Unlike(reason: "rank \(a)'s message to rank \(b) does not route like rank \(c.a)'s to rank \(c.b) (\(alike ? "a different latency or overhead" : "different kinds of links or shares of them")), so averaging the symmetric load over links alike would be wrong")
                 }
             }
             var weights: [(Int32, Double)] = []
@@ -206,13 +243,18 @@ struct SymmetricNetwork {
     /// Group elements to spot-check: the first few, the last few and some spread between.
     static func sampledElements(_ symmetry: RankSymmetry) -> [Int] {
         let m = symmetry.orbitSize
-        guard m > 1 else { return [] }
+        guard m > sampledImages + 1 else { return Array(1..<m) }
         var picks = Set<Int>()
         for k in [1, 2, 3, m - 1, m / 2, m / 3] where k >= 1 && k < m { picks.insert(k) }
+        // A fixed sequence (SplitMix64 steps), so the same plan is checked the same way.
         var x: UInt64 = 0x243F_6A88_85A3_08D3
-        while picks.count < min(sampledImages, m - 1) {
-            x = mix(x, UInt64(picks.count), 0)
-            picks.insert(1 + Int(x % UInt64(m - 1)))
+        for _ in 0..<(4 * sampledImages) where picks.count < sampledImages {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            var z = x
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            picks.insert(1 + Int(z % UInt64(m - 1)))
         }
         return picks.sorted()
     }

@@ -23,6 +23,31 @@ public final class Router {
     private let latencyMin: UnsafeMutableBufferPointer<Double>
     private let latencyMax: UnsafeMutableBufferPointer<Double>
     private var torusOf: [NodeID: (torus: Int, member: Int)]?
+    /// Per arc: `2·dimension` for a step in the positive direction of a torus dimension,
+    /// `2·dimension + 1` for the negative one, `-1` for arcs on no torus.
+    private lazy var torusStep: [Int16] = {
+        let t = topology
+        var step = [Int16](repeating: -1, count: t.arcCount)
+        for torus in t.tori {
+            for (m, node) in torus.members.enumerated() {
+                let here = torus.coordinates(ofMember: m)
+                for d in torus.dimensions.indices where torus.dimensions[d] > 1 {
+                    var next = here
+                    next[d] += 1
+                    if next[d] == torus.dimensions[d] {
+                        guard torus.wraps[d] else { continue }
+                        next[d] = 0
+                    }
+                    let neighbour = torus.members[torus.member(at: next)]
+                    guard let arc = t.arcs(from: node).first(where: { t.head($0) == neighbour }) else { continue }
+                    if step[arc.index] < 0 { step[arc.index] = Int16(2 * d) }
+                    let back = ArcID(rawValue: arc.rawValue ^ 1)
+                    if step[back.index] < 0 { step[back.index] = Int16(2 * d + 1) }
+                }
+            }
+        }
+        return step
+    }()
 
     private let heads: [Int32]
     private let arcs: [ArcID]
@@ -225,8 +250,10 @@ public final class Router {
             let fanOut = j - i
             spray = spray && fanOut > 1
             // Spraying splits in proportion to capacity (5 of 18 NVLink lanes carry 5/18);
-            // a single-path branch sends everything down the next hop the flow hash picks.
-            let chosen = fanOut == 1 || spray ? -1 : Int(Router.mix(flow, UInt64(u)) % UInt64(fanOut))
+            // a single-path branch sends everything down the next hop the flow hash picks, except
+            // on a torus, which routes in dimension order (the lowest dimension still to travel
+            // first, the positive direction when both ways are as short), as torus networks do.
+            let chosen = fanOut == 1 || spray ? -1 : dimensionOrderChoice(dag[i..<j]) ?? Int(Router.mix(flow, UInt64(u)) % UInt64(fanOut))
             for index in 0..<fanOut {
                 let arc = dag[i + index].arc
                 let link = t.link(arc)
@@ -251,6 +278,18 @@ public final class Router {
         let dst = destination.index
         return RouteSet(source: source, destination: destination, hops: d, pathCount: pathsPre[dst],
                         minimumLatency: .seconds(latencyMin[dst]), maximumLatency: .seconds(latencyMax[dst]), arcs: result)
+    }
+
+    /// Which of a branch's arcs (by offset) dimension-order routing takes, when every one of them
+    /// steps along a torus; `nil` otherwise.
+    private func dimensionOrderChoice(_ branch: ArraySlice<(arc: ArcID, tail: Int32, level: Int32)>) -> Int? {
+        var best: (offset: Int, step: Int16)?
+        for (offset, entry) in branch.enumerated() {
+            let step = torusStep[entry.arc.index]
+            guard step >= 0 else { return nil }
+            if best == nil || step < best!.step { best = (offset, step) }
+        }
+        return best?.offset
     }
 
     /// The route set between the nodes of two ranks.

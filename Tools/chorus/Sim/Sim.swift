@@ -167,6 +167,7 @@ struct SimCommand: ParsableCommand {
                 if verbose {
                     printError("# \(c) \(ByteCount(bytes)): \(plan.schedule.algorithm), \(result.opInstances) op instances, \(result.messages) messages, \(result.events) events (\(result.staleEvents) stale), \(result.reallocations) rate recomputations; simulated in \(result.wallClock.setUp.chorusDescription) set-up + \(result.wallClock.events.chorusDescription) events")
                     if let aggregation = result.aggregation { printError("#   symmetric: \(aggregation.description)") }
+                    if let reason = result.fullSimulationReason { printError("#   every rank simulated: \(reason)") }
                 }
                 let rows = self.rows(c, plan: plan, bytes: bytes, type: type, op: reduceOp, ranks: n, time: result.time)
                 if !rows[0].busbw.isNaN { busbwSum += rows[0].busbw; busbwCount += 1 }
