@@ -57,7 +57,7 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
         case .unreachable(let a, let b, let d): return "rank \(a) cannot reach rank \(b): \(d)"
         case .stalled(let what): return "the simulation stalled: \(what)"
         case .tooLarge(let what): return what
-        case .asymmetric(let what): return "the plan's declared symmetry does not hold: \(what)"
+        case .asymmetric(let what): return "one rank cannot stand for the others: \(what)"
         }
     }
 }
@@ -105,7 +105,7 @@ public final class Simulator {
             do {
                 run = try SimulationRun(plan: plan, input: full, topology: topology, router: router)
             } catch SimulationError.tooLarge(let what) {
-                throw SimulationError.asymmetric("\(unlike.reason); and the full simulation is too large: \(what)")
+                throw SimulationError.asymmetric("on \(topology.name), \(unlike.reason); and the full simulation is too large: \(what)")
             }
             fullBecause = unlike.reason
         }
