@@ -25,6 +25,31 @@ extension LinkKind {
     }
 }
 
+extension LinkKind {
+    /// The fraction of a link's signalling rate that carries payload once per-packet framing is
+    /// paid: the bandwidth a collective can see at best. Topology files give link rates; the cost
+    /// model and the simulator multiply them by this unless a calibration gives the bandwidth
+    /// (measured bandwidth already includes it).
+    ///
+    /// Sources: Ethernet, TCP over IPv4 at a 1,500-byte MTU: 1,448 payload bytes (timestamps on)
+    /// per 1,538 on the wire (preamble 8, header 14, FCS 4, gap 12, IPv4 20, TCP 32) = 0.941.
+    /// InfiniBand, 4,096-byte MTU with LRH 8, BTH 12, ICRC 4, VCRC 2 bytes per packet = 0.994
+    /// (rates after line encoding). EFA, SRD in jumbo Ethernet frames of about 8,900 bytes with
+    /// ~100 bytes of Ethernet, IP and SRD headers and gap = 0.99 (UNCERTAIN: SRD's header is not
+    /// published). PCIe, 256-byte TLP payloads with ~24 bytes of TLP header, sequence number,
+    /// LCRC and framing = 0.914. NeuronLink, NVLink and shared memory: 1 (not published; use a
+    /// calibration).
+    public var defaultPayloadEfficiency: Double {
+        switch self {
+        case .ethernet: return 0.941
+        case .infiniband: return 0.994
+        case .efa: return 0.99
+        case .pcie: return 0.914
+        case .neuronlink, .nvlink, .shm: return 1
+        }
+    }
+}
+
 /// Measured replacements for the topology's figures, per link kind: the whole per-message
 /// latency (alpha) of a route dominated by that kind, and the bandwidth its links really carry
 /// (1/beta). The simulator and the selector both read it; `chorus sim --calibrate` fits it from

@@ -30,13 +30,14 @@ extension Topology {
         nodes[node.index].memoryBandwidth ?? Self.assumedMemoryBandwidth
     }
 
-    /// The capacity of one direction of `arc`, in bytes per second, calibrated where the
-    /// calibration covers the link's kind.
+    /// The payload capacity of one direction of `arc`, in bytes per second: the calibration's
+    /// bandwidth where it covers the link's kind, else the link's rate times its kind's payload
+    /// efficiency (`LinkKind.defaultPayloadEfficiency`).
     @inlinable
     public func capacity(of arc: ArcID, calibration: LinkCalibration?) -> Double {
         let link = links[arc.link.index]
         if let b = calibration?.entries[link.kind]?.bandwidth { return b.bytesPerSecond }
-        return link.capacity.bytesPerSecond
+        return link.capacity.bytesPerSecond * link.kind.defaultPayloadEfficiency
     }
 
     /// Latency and per-message overhead of a routed message.
