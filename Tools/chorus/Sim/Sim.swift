@@ -238,9 +238,10 @@ struct SimCommand: ParsableCommand {
         if let links, links > 0 {
             let busiest = result.busiest(links)
             var lines = ["# busiest links, \(c) of \(ByteCount(bytes)) (\(result.messages) messages, \(result.events) events):"]
-            lines.append("#   " + padRight("link", 36) + padLeft("kind", 10) + padLeft("capacity", 14) + padLeft("carried", 14) + padLeft("utilisation", 13))
+            let width = max(36, (busiest.map(\.name.count).max() ?? 0) + 2)
+            lines.append("#   " + padRight("link", width) + padLeft("kind", 10) + padLeft("capacity", 14) + padLeft("carried", 14) + padLeft("utilisation", 13))
             for u in busiest {
-                lines.append("#   " + padRight(u.name, 36) + padLeft(u.kind, 10) + padLeft(u.capacity.description, 14)
+                lines.append("#   " + padRight(u.name, width) + padLeft(u.kind, 10) + padLeft(u.capacity.description, 14)
                              + padLeft(ByteCount(Int(u.bytes)).description, 14) + padLeft(format(u.utilisation(over: result.time.inSeconds) * 100, 1) + "%", 13))
             }
             if busiest.isEmpty { lines.append("#   (no link carried bytes)") }
