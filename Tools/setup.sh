@@ -22,7 +22,7 @@ echo
 echo "== chorus sim --topology aws-trn2-ultraserver-64 -b 1M -e 1G -f 32 --compare-model --links 3   (projected, 64 chips)"
 .build/release/chorus sim --topology aws-trn2-ultraserver-64 -b 1M -e 1G -f 32 --compare-model --links 3
 echo
-echo "== chorus sim --topology aws-trn2-cluster-4096 --ranks 1024 -b 1G -e 1G   (projected, 64 instances on the EFA fabric)"
-.build/release/chorus sim --topology aws-trn2-cluster-4096 --ranks 1024 -b 1G -e 1G --compare-model
+echo "== chorus sim --topology aws-trn2-cluster-4096 -b 1G -e 1G --links 3   (projected, all 65,536 chips on the EFA fabric)"
+.build/release/chorus sim --topology aws-trn2-cluster-4096 -b 1G -e 1G --compare-model --links 3
 echo
 echo "The tool is at .build/release/chorus; 'chorus --help' lists the subcommands."
