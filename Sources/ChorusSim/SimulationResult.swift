@@ -31,7 +31,7 @@ public struct SimulationResult: Sendable {
 
     /// A symmetric run: the translations, the ranks simulated for all, and how link loads were
     /// found (every image routed, or averaged over links alike).
-    public struct Aggregation: Sendable, Hashable {
+    public struct Aggregation: Sendable, Hashable, CustomStringConvertible {
         public var symmetry: RankSymmetry
         public var simulatedRanks: Int
         public var averagedLoads: Bool

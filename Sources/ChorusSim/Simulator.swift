@@ -80,6 +80,10 @@ public enum SimulationError: Error, CustomStringConvertible, Equatable {
 /// 3. the route's latency (sum of link latencies) after the last byte leaves;
 /// 4. at the receiver, a reducing receive reads two operands and writes one at the node's memory
 ///    bandwidth; local copies move 2 bytes and local reductions 3 bytes of memory traffic per byte.
+///
+/// A plan whose schedule declares a `RankSymmetry` runs one representative rank per orbit (see
+/// `SymmetricNetwork`) when the declaration survives its spot-check and the images run in
+/// lockstep on this topology; otherwise every rank runs, and `SimulationResult` says why.
 public final class Simulator {
     public let topology: Topology
     private let router: Router
