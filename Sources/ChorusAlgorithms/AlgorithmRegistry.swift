@@ -306,10 +306,13 @@ public enum AlgorithmRegistry {
         },
         make: { spec, context in
             let g = context.groupSize!
+            // Every instance does what the one before it does, one instance further round the
+            // cross-instance rings: rotation by whole instances.
+            let byInstance = RankSymmetry(.rotation, ranks: spec.ranks, stride: g)
             switch spec.collective {
-            case .allReduce: return AllReduce.hierarchical(spec, groupSize: g, groupRing: context.groupRing)
-            case .allGather: return AllGather.hierarchical(spec, groupSize: g, groupRing: context.groupRing)
-            default: return ReduceScatter.hierarchical(spec, groupSize: g, groupRing: context.groupRing)
+            case .allReduce: return AllReduce.hierarchical(spec, groupSize: g, groupRing: context.groupRing).declaring(byInstance)
+            case .allGather: return AllGather.hierarchical(spec, groupSize: g, groupRing: context.groupRing).declaring(byInstance)
+            default: return ReduceScatter.hierarchical(spec, groupSize: g, groupRing: context.groupRing).declaring(byInstance)
             }
         },
         shape: { spec, context in

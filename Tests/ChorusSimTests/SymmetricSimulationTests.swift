@@ -32,7 +32,8 @@ struct SymmetricCase: CustomTestStringConvertible, Sendable {
 
 private func simulateBothWays(_ c: SymmetricCase) throws -> (full: SimulationResult, symmetric: SimulationResult) {
     let topology = try loader.load(c.topology, parameters: c.topology == "localhost" ? ["ranks": c.ranks] : [:])
-    let schedule = try AlgorithmRegistry.algorithm(id: c.algorithm)!.generate(CollectiveSpec(c.collective, ranks: c.ranks))
+    let schedule = try AlgorithmRegistry.algorithm(id: c.algorithm)!.generate(CollectiveSpec(c.collective, ranks: c.ranks),
+                                                                              context: AlgorithmContext(topology: topology, ranks: c.ranks))
     #expect(schedule.symmetry != nil, "\(c.algorithm) declares a symmetry")
     let plan = Plan(schedule: schedule, channels: c.channels, sliceBytes: c.slice)
     let simulator = Simulator(topology: topology)
@@ -95,12 +96,17 @@ struct SymmetricSimulationTests {
         SymmetricCase(topology: "nvidia-superpod-ndr-railopt", algorithm: "ring", ranks: 128, bytes: 256 << 20, lockstep: false),
         SymmetricCase(topology: "nvidia-dgx-h100", algorithm: "ring", ranks: 8, bytes: 256 << 20, slice: 1 << 20),
         SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "halving-doubling", ranks: 256, bytes: 1 << 30, averaged: true),
+        // 16 orbits (one per chip of an instance); 16 instances share each rail's leaf.
+        SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "hierarchical", ranks: 256, bytes: 1 << 30),
+        SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "hierarchical", collective: .allGather, ranks: 256, bytes: 256 << 20),
     ]
 
     static let large: [SymmetricCase] = longTests ? [
         SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "halving-doubling", ranks: 1024, bytes: 1 << 30),
         SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "halving-doubling", ranks: 1024, bytes: 1 << 30, averaged: true),
         SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "ring", ranks: 1024, bytes: 1 << 30, lockstep: false),
+        // 64 instances: the ring between instances 31 and 32 crosses leaves.
+        SymmetricCase(topology: "aws-trn2-cluster-4096", algorithm: "hierarchical", ranks: 1024, bytes: 1 << 30, lockstep: false),
         SymmetricCase(topology: "localhost", algorithm: "ring", ranks: 1024, bytes: 1 << 30),
     ] : []
 
