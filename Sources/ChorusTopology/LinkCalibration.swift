@@ -37,16 +37,16 @@ extension LinkKind {
     /// (rates after line encoding). EFA, SRD in jumbo Ethernet frames of about 8,900 bytes with
     /// ~100 bytes of Ethernet, IP and SRD headers and gap = 0.99 (UNCERTAIN: SRD's header is not
     /// published). PCIe, 256-byte TLP payloads with ~24 bytes of TLP header, sequence number,
-    /// LCRC and framing = 0.914. NVLink, packets of 128-bit flits, a 256-byte write as one header
-    /// flit and 16 data flits (WikiChip, "NVLink": packets of 1 to 18 flits) = 0.941 (UNCERTAIN
-    /// for NVLink 4 and 5). NeuronLink and shared memory: 1 (not published; use a calibration).
+    /// LCRC and framing = 0.914. NVLink, the NCCL maintainers' figure for H100: 450 GB/s line
+    /// rate, ~20% protocol overhead, 370 GB/s effective (NVIDIA/nccl-tests issue 212) = 0.822.
+    /// NeuronLink and shared memory: 1 (not published; use a calibration).
     public var defaultPayloadEfficiency: Double {
         switch self {
         case .ethernet: return 0.941
         case .infiniband: return 0.994
         case .efa: return 0.99
         case .pcie: return 0.914
-        case .nvlink: return 0.941
+        case .nvlink: return 0.822
         case .neuronlink, .shm: return 1
         }
     }
