@@ -28,13 +28,19 @@ import Foundation
 /// `buffer`, `chunks`, optional `reduce`: `true` to reduce into the destination, or a
 /// `{buffer, chunks}` operand), `copy` and `reduce` (`from` and `to`/`into`, each
 /// `{buffer, chunks}`). Every op may carry `channel` (default 0) and `after` (earlier op indices).
+/// An optional `"symmetry": {"action": "rotation" | "xor", "stride": 1}` declares a
+/// `RankSymmetry` (the simulator checks it before it runs one rank per orbit).
 extension Schedule {
     /// Writes the schedule as JSON, one program per line, through `write` (so a large schedule
     /// streams instead of building one string).
     public func writeJSON(_ write: (String) -> Void) {
         write("{\n  \"schedule\": 1,\n  \"algorithm\": \(quote(algorithm)),\n  \"collective\": \(quote(collective.rawValue)),\n")
         write("  \"ranks\": \(ranks),\n  \"root\": \(root),\n  \"chunks-per-block\": \(layout.chunksPerBlock),\n")
-        write("  \"scratch-blocks\": \(layout.scratchBlocks),\n  \"channels\": \(channels),\n  \"programs\": [\n")
+        write("  \"scratch-blocks\": \(layout.scratchBlocks),\n  \"channels\": \(channels),\n")
+        if let symmetry {
+            write("  \"symmetry\": {\"action\": \(quote(symmetry.action.rawValue)), \"stride\": \(symmetry.stride)},\n")
+        }
+        write("  \"programs\": [\n")
         for r in 0..<ranks {
             let ops = program(for: r).ops.map(encode).joined(separator: ", ")
             write("    [\(ops)]\(r + 1 < ranks ? "," : "")\n")
@@ -99,7 +105,7 @@ extension Schedule {
                 return d
             }))
         }
-        let keys = ["schedule", "algorithm", "collective", "ranks", "root", "chunks-per-block", "scratch-blocks", "channels", "programs"]
+        let keys = ["schedule", "algorithm", "collective", "ranks", "root", "chunks-per-block", "scratch-blocks", "channels", "symmetry", "programs"]
         guard let f = reader.mapping(document, "", allowed: keys, required: ["collective", "ranks", "chunks-per-block", "programs"]) else {
             throw ScheduleError.invalidFile(Diagnostics(reader.diagnostics))
         }
@@ -119,6 +125,24 @@ extension Schedule {
         let k = f["chunks-per-block"].flatMap { reader.integer($0, "", field: "chunks-per-block", minimum: 1) }
         let scratch = f["scratch-blocks"].flatMap { reader.integer($0, "", field: "scratch-blocks", minimum: 0) } ?? 0
         let channels = f["channels"].flatMap { reader.integer($0, "", field: "channels", minimum: 1) } ?? 1
+        var symmetry: RankSymmetry?
+        if let v = f["symmetry"], let sf = reader.mapping(v, "symmetry", allowed: ["action", "stride"], required: ["action"]) {
+            let stride = sf["stride"].flatMap { reader.integer($0, "symmetry", field: "stride", minimum: 1) } ?? 1
+            if let av = sf["action"], let name = reader.string(av, "symmetry", field: "action") {
+                if let action = RankSymmetry.Action(rawValue: name) {
+                    if let ranks {
+                        symmetry = RankSymmetry(action, ranks: ranks, stride: stride)
+                        if symmetry == nil {
+                            reader.report(v, "symmetry", action == .xor
+                                ? "xor needs a power-of-two rank count and stride dividing it; got \(ranks) ranks, stride \(stride)"
+                                : "the stride \(stride) does not divide the \(ranks) ranks")
+                        }
+                    }
+                } else {
+                    reader.report(av, "symmetry", "unknown action '\(name)'; expected rotation or xor")
+                }
+            }
+        }
         var programs: [RankProgram] = []
         if let pv = f["programs"], let list = reader.sequence(pv, "", field: "programs") {
             if let ranks, list.count != ranks {
@@ -139,6 +163,7 @@ extension Schedule {
         self.init(algorithm: algorithm, collective: collective, ranks: ranks, root: root,
                   layout: .standard(collective, ranks: ranks, chunksPerBlock: k, scratchBlocks: scratch),
                   channels: channels, programs: programs)
+        self.symmetry = symmetry
     }
 
     private static func decodeOp(_ value: YAMLValue, reader: YAMLReader, context: String) -> Op? {

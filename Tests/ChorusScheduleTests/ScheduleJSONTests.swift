@@ -29,6 +29,31 @@ struct ScheduleJSONTests {
         #expect((object?["programs"] as? [[Any]])?.count == 2)
     }
 
+    @Test func aDeclaredSymmetryRoundTripsAndBadOnesAreNamed() throws {
+        let programs = (0..<4).map { r in
+            RankProgram([.send(to: (r + 1) % 4, BufferSlice(.input, chunk: 0)),
+                         .recv(from: (r + 3) % 4, into: BufferSlice(.output, chunk: (r + 3) % 4))])
+        }
+        let schedule = Schedule(algorithm: "shift", collective: .allGather, ranks: 4,
+                                layout: .standard(.allGather, ranks: 4, chunksPerBlock: 1), programs: programs)
+            .declaring(RankSymmetry(.rotation, ranks: 4))
+        let back = try Schedule(json: schedule.jsonText, file: "s.json")
+        #expect(back.symmetry == RankSymmetry(.rotation, ranks: 4))
+        #expect(try Schedule(json: schedule.declaring(nil).jsonText, file: "s.json").symmetry == nil)
+        for (replacement, message) in [("\"stride\": 3", "the stride 3 does not divide the 4 ranks"),
+                                       ("\"stride\": 0", "stride"),
+                                       ("\"action\": \"turn\"", "unknown action 'turn'; expected rotation or xor")] {
+            let key = replacement.hasPrefix("\"stride") ? "\"stride\": 1" : "\"action\": \"rotation\""
+            let text = schedule.jsonText.replacingOccurrences(of: key, with: replacement)
+            #expect(throws: (any Error).self) { try Schedule(json: text, file: "s.json") }
+            do {
+                _ = try Schedule(json: text, file: "s.json")
+            } catch {
+                #expect("\(error)".contains("s.json:") && "\(error)".contains(message), "\(error)")
+            }
+        }
+    }
+
     @Test func badFilesReportLineAndColumn() {
         func problems(_ text: String) -> String {
             do {
@@ -46,7 +71,7 @@ struct ScheduleJSONTests {
         #expect(problems("{\"collective\": \"all-reduce\", \"ranks\": 1, \"chunks-per-block\": 1, \"programs\": [[{\"op\": \"send\", \"buffer\": \"inputs\", \"chunks\": [0]}]]}")
                 == "s.json:1:79: rank 0, op 0: missing required key 'peer'\ns.json:1:104: rank 0, op 0: unknown buffer 'inputs'; expected input, output or scratch")
         #expect(problems("{\"collective\": \"allreduce\", \"ranks\": 1, \"chunks-per-block\": 1, \"programs\": [[]], \"extra\": 1}")
-                == "s.json:1:82: unknown key 'extra'; expected one of schedule, algorithm, collective, ranks, root, chunks-per-block, scratch-blocks, channels, programs")
+                == "s.json:1:82: unknown key 'extra'; expected one of schedule, algorithm, collective, ranks, root, chunks-per-block, scratch-blocks, channels, symmetry, programs")
     }
 
     @Test func aMissingFileIsReported() {
