@@ -38,9 +38,13 @@ import Testing
 
     @Test func asyncFormsRunInOrderOnTheProgressThread() async throws {
         let comms = try Communicator.inProcess(size: 4, configuration: .testing)
+        // Each rank on a thread of its own: on 2 cores the cooperative pool may be held by other
+        // tests for longer than the timeout.
+        let executors = comms.map { _ in RankThreadExecutor() }
+        defer { for e in executors { e.stop() } }
         try await withThrowingTaskGroup(of: (Int, [Float], [Int8], [Float]).self) { group in
-            for comm in comms {
-                group.addTask {
+            for (comm, executor) in zip(comms, executors) {
+                group.addTask(executorPreference: executor) {
                     let r = comm.rank
                     let sum = try await comm.allReduce([Float(r), 1], op: .sum)
                     let gathered = try await comm.allGather([Int8(r)])

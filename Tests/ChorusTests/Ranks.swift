@@ -62,3 +62,47 @@ extension ChorusConfiguration {
     /// A timeout short enough that a hang fails the test instead of stalling the suite.
     static var testing: ChorusConfiguration { ChorusConfiguration(timeout: .seconds(30)) }
 }
+
+/// A task executor with a thread of its own, so an async rank runs even while synchronous tests
+/// (which block Swift's cooperative threads in `DispatchGroup.wait`) hold every pool thread.
+/// `stop()` ends the thread once its jobs are done.
+final class RankThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopping = false
+
+    init() {
+        let thread = Thread { [self] in run() }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopping { condition.wait() }
+            if jobs.isEmpty {
+                condition.unlock()
+                return
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+    }
+}
