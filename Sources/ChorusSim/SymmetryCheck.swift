@@ -11,7 +11,7 @@ extension SimulationRun {
         let representatives = Set(orbits <= 4 ? Array(0..<orbits) : [0, 1, orbits / 2, orbits - 1]).sorted()
         let elements = SymmetricNetwork.sampledElements(symmetry).prefix(6)
         func fail(_ what: String) -> SimulationError {
-            .asymmetric("\(schedule.algorithm) declares \(symmetry), but \(what); simulate it with the symmetry off")
+            .asymmetric("\(schedule.algorithm) declares \(symmetry), but \(what); simulate every rank instead (chorus sim --no-symmetry), or fix the declaration")
         }
         func graph(_ program: RankProgram, _ rank: Int) -> ProgramGraph {
             ProgramGraph(program: program, storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: rank, aliased: true))
