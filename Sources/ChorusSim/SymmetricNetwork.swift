@@ -249,21 +249,15 @@ struct SymmetricNetwork {
         // A fixed sequence (SplitMix64 steps), so the same plan is checked the same way.
         var x: UInt64 = 0x243F_6A88_85A3_08D3
         for _ in 0..<(4 * sampledImages) where picks.count < sampledImages {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            picks.insert(1 + Int(z % UInt64(m - 1)))
+            x &+= SplitMix64.increment
+            picks.insert(1 + Int(SplitMix64.finalize(x) % UInt64(m - 1)))
         }
         return picks.sorted()
     }
 
+    /// Folds `(a, b)` into a running signature; never 0, so 0 can mean "no load".
     @inline(__always)
     static func mix(_ h: UInt64, _ a: UInt64, _ b: UInt64) -> UInt64 {
-        var z = h &+ 0x9E37_79B9_7F4A_7C15 &* (a &+ 1) ^ (b &* 0xD6E8_FEB8_6659_FD93)
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return (z ^ (z >> 31)) | 1
+        SplitMix64.mix(h ^ (b &* 0xD6E8_FEB8_6659_FD93), a) | 1
     }
 }

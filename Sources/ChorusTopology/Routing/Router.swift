@@ -299,12 +299,7 @@ public final class Router {
 
     /// SplitMix64 finalizer over the flow key and the branch node: a fixed, seedless hash, so the
     /// same flow takes the same path in every run.
-    static func mix(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        var z = a &+ 0x9E37_79B9_7F4A_7C15 &* (b &+ 1)
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    static func mix(_ a: UInt64, _ b: UInt64) -> UInt64 { SplitMix64.mix(a, b) }
 
     // MARK: - Dimension-order routes on tori
 
