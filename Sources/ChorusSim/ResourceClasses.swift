@@ -14,8 +14,9 @@ import ChorusTopology
 struct ResourceClasses {
     /// Class of each resource (`NetworkResources` numbering).
     let classOf: [Int32]
-    /// Resources in each class.
+    /// Resources in each class, and the first of them (which names the class).
     let size: [Int]
+    let firstMember: [Int]
 
     init(_ resources: NetworkResources, symmetry: RankSymmetry) {
         let topology = resources.topology
@@ -80,10 +81,19 @@ struct ResourceClasses {
             keys[r] = UInt64(bitPattern: Int64(h.finalize()))
         }
         let dense = Self.dense(keys)
-        var size = [Int](repeating: 0, count: Int(dense.max().map { $0 + 1 } ?? 0))
-        for c in dense { size[Int(c)] += 1 }
+        // Dense ids number classes by first appearance, so class c's first member is where the
+        // count of classes seen reaches c.
+        var size: [Int] = [], firstMember: [Int] = []
+        for (r, c) in dense.enumerated() {
+            if Int(c) == size.count {
+                size.append(0)
+                firstMember.append(r)
+            }
+            size[Int(c)] += 1
+        }
         classOf = dense
         self.size = size
+        self.firstMember = firstMember
     }
 
     /// Renumbers values densely in order of first appearance (deterministic: hashing is seeded

@@ -17,12 +17,13 @@ struct SimulationRun {
     let input: SimulationInput
     let topology: Topology
     let router: Router
-    /// The plan's ranks, and the ones simulated (the representatives of a symmetric plan).
+    /// The plan's ranks.
     let ranks: Int
-    let simulated: Int
     /// The translations the run uses; for a full simulation, the trivial one (every rank its
     /// own orbit).
     let symmetry: RankSymmetry
+    /// The ranks simulated: one representative per orbit (`0 ..< simulated`).
+    var simulated: Int { symmetry.orbits }
     let symmetric: SymmetricNetwork?
     /// Pieces per chunk and slices per channel copy.
     let pieces: Int
@@ -97,7 +98,6 @@ struct SimulationRun {
         let acting = symmetry ?? RankSymmetry(.rotation, ranks: n, stride: n)!
         self.symmetry = acting
         let s = acting.orbits
-        simulated = s
 
         try Self.checkSize(plan, pieces: pieces, simulatedRanks: s)
         if let symmetry { try Self.spotCheck(schedule, symmetry) }

@@ -229,7 +229,7 @@ struct SymmetricNetwork {
                 } else {
                     r = Int32(resources.count)
                     used[cls] = r
-                    let member = partition.classOf.firstIndex(of: cls)!
+                    let member = partition.firstMember[Int(cls)]
                     resources.append(Resource(capacity: base.capacities[member], name: base.name(of: member), kind: base.kind(of: member),
                                               members: partition.size[Int(cls)]))
                 }
