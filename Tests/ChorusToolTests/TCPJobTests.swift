@@ -41,11 +41,8 @@ import Testing
     @Test func everyCollectiveIsCorrectOverSeveralConnectionsPerPeer() throws {
         // Four channel copies spread over three connections per pair; sizes up to 3 MiB take the
         // direct-read path too.
-        let r = try runChorus(["bench", "--ranks", "3", "--transport", "tcp", "--collective", "all", "-b", "4", "-e", "3M", "-f", "64",
-                               "-n", "2", "-w", "1", "--check", "--algo", "ring{channels=4}"],
-                              environment: ["CHORUS_SOCKET_NSTREAMS": "3", "CHORUS_TIMEOUT": "60"])
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("# Out of bounds values : 0 OK"), "\(r.stdout)")
+        try expectCheckedChannelSweep(transport: "tcp", largest: "3M", factor: 64,
+                                      environment: ["CHORUS_SOCKET_NSTREAMS": "3", "CHORUS_TIMEOUT": "60"])
     }
 
     @Test func ranksWithDifferentConnectionCountsAreNamed() throws {

@@ -36,6 +36,19 @@ func expectEveryCollectiveCorrect(ranks: Int, environment: [String: String], tra
     #expect(r.stdout.components(separatedBy: "transport \(transport)").count == ranks + 1, "\(r.stdout)", sourceLocation: sourceLocation)
 }
 
+/// `chorus bench --check` over every collective on 3 local ranks with four channel copies of a
+/// ring (`-b 4 -e largest -f factor`) over `transport`, and expects every value in bounds.
+/// Returns the run for further checks.
+@discardableResult
+func expectCheckedChannelSweep(transport: String, largest: String, factor: Int, environment: [String: String],
+                               sourceLocation: SourceLocation = #_sourceLocation) throws -> ToolResult {
+    let r = try runChorus(["bench", "--ranks", "3", "--transport", transport, "--collective", "all", "-b", "4", "-e", largest,
+                           "-f", String(factor), "-n", "2", "-w", "1", "--check", "--algo", "ring{channels=4}"], environment: environment)
+    #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
+    #expect(r.stdout.contains("# Out of bounds values : 0 OK"), "\(r.stdout)", sourceLocation: sourceLocation)
+    return r
+}
+
 /// Runs a program from the repository root with extra environment and collects its output.
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
     let process = Process()
