@@ -29,7 +29,12 @@ public struct StorageMap: Sendable {
     /// The output chunk an input chunk aliases in place, if any.
     @inlinable
     public func outputAlias(ofInput c: Int) -> Int? {
-        let k = layout.chunksPerBlock
+        StorageMap.outputAlias(collective, rank: rank, chunksPerBlock: layout.chunksPerBlock, ofInput: c)
+    }
+
+    /// The output chunk input chunk `c` of `rank` aliases in `collective`'s in-place form, if any.
+    @inlinable
+    public static func outputAlias(_ collective: Collective, rank: Int, chunksPerBlock k: Int, ofInput c: Int) -> Int? {
         switch collective {
         case .allReduce, .broadcast, .reduce: return c
         case .allGather: return rank * k + c
@@ -88,77 +93,57 @@ public struct ProgramGraph: Sendable {
         }
     }
 
+    /// Calls `body` with each run of `slice`.
+    @inline(__always)
+    static func forEachRun(_ slice: BufferSlice?, _ body: (BufferKind, Range<Int32>) -> Void) {
+        guard let slice else { return }
+        body(slice.buffer, slice.chunks.first)
+        if let rest = slice.chunks.rest {
+            for run in rest { body(slice.buffer, run) }
+        }
+    }
+
     /// Derives the graph. `program` must be structurally valid (chunks in range).
     public init(program: RankProgram, storage: StorageMap) {
         let n = program.ops.count
-        var lastWriter = [Int32](repeating: -1, count: storage.slotCount)
-        // Readers since the last write, as linked lists in flat arrays.
-        var readerHead = [Int32](repeating: -1, count: storage.slotCount)
-        var readerNext: [Int32] = []
-        var readerOp: [Int32] = []
+        var tracker = SlotTracker(storage: storage, ops: n)
         var offsets = [Int32](repeating: 0, count: n + 1)
         var list: [Int32] = []
         list.reserveCapacity(n * 2)
         var queuePred = [Int32](repeating: -1, count: n)
         var queueSucc = [Int32](repeating: -1, count: n)
-        var queueTail: [Int64: Int32] = [:]
-        var scratch: [Int32] = []
+        var queues = MessageQueueTails(program)
 
-        for (i, op) in program.ops.enumerated() {
-            scratch.removeAll(keepingCapacity: true)
-            op.forEachRead { slice in
-                slice.chunks.forEach { c in
-                    let s = storage.slot(slice.buffer, c)
-                    if lastWriter[s] >= 0 { scratch.append(lastWriter[s]) }
-                }
-            }
-            if let w = op.writes {
-                w.chunks.forEach { c in
-                    let s = storage.slot(w.buffer, c)
-                    if lastWriter[s] >= 0 { scratch.append(lastWriter[s]) }
-                    var r = readerHead[s]
-                    while r >= 0 {
-                        scratch.append(readerOp[Int(r)])
-                        r = readerNext[Int(r)]
+        // Ops are read field by field through the buffer (copying an op would retain its
+        // optional arrays; this runs for every op of a several-million-op proof).
+        program.ops.withUnsafeBufferPointer { ops in
+            for i in 0..<n {
+                let kind = ops[i].kind
+                // What op i reads: a send's or copy's source; a reducing receive's operand; a
+                // reduce's source and destination. What it writes: any destination.
+                let readsSource = kind == .send || kind == .copy || kind == .reduce || (kind == .recv && ops[i].reducing && ops[i].source != nil)
+                let readsDestination = kind == .reduce || (kind == .recv && ops[i].reducing && ops[i].source == nil)
+                let writesDestination = kind != .send
+
+                tracker.found.removeAll(keepingCapacity: true)
+                if readsSource { ProgramGraph.forEachRun(ops[i].source) { tracker.dependOnRead($0, $1) } }
+                if readsDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.dependOnRead($0, $1) } }
+                if writesDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.dependOnWrite($0, $1) } }
+                if ops[i].explicitAfter != nil { tracker.found.append(contentsOf: ops[i].explicitAfter!) }
+                tracker.appendFound(to: &list, except: Int32(i))
+                offsets[i + 1] = Int32(list.count)
+
+                // Record this op's reads, then its write (a read-modify-write leaves itself as writer).
+                if readsSource { ProgramGraph.forEachRun(ops[i].source) { tracker.recordRead($0, $1, by: Int32(i)) } }
+                if readsDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.recordRead($0, $1, by: Int32(i)) } }
+                if writesDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.recordWrite($0, $1, by: Int32(i)) } }
+                if kind == .send || kind == .recv {
+                    let tail = queues.exchange(send: kind == .send, peer: Int(ops[i].peer), channel: Int(ops[i].channel), with: Int32(i))
+                    if tail >= 0 {
+                        queuePred[i] = tail
+                        queueSucc[Int(tail)] = Int32(i)
                     }
                 }
-            }
-            if let after = op.explicitAfter { scratch.append(contentsOf: after) }
-            if scratch.count > 1 {
-                scratch.sort()
-                var unique = 0
-                for v in scratch where unique == 0 || scratch[unique - 1] != v {
-                    scratch[unique] = v
-                    unique += 1
-                }
-                scratch.removeLast(scratch.count - unique)
-            }
-            list.append(contentsOf: scratch.lazy.filter { $0 != Int32(i) })
-            offsets[i + 1] = Int32(list.count)
-
-            // Record this op's reads, then its write (a read-modify-write leaves itself as writer).
-            op.forEachRead { slice in
-                slice.chunks.forEach { c in
-                    let s = storage.slot(slice.buffer, c)
-                    readerOp.append(Int32(i))
-                    readerNext.append(readerHead[s])
-                    readerHead[s] = Int32(readerOp.count - 1)
-                }
-            }
-            if let w = op.writes {
-                w.chunks.forEach { c in
-                    let s = storage.slot(w.buffer, c)
-                    lastWriter[s] = Int32(i)
-                    readerHead[s] = -1
-                }
-            }
-            if op.kind == .send || op.kind == .recv {
-                let key = (Int64(op.kind == .send ? 1 : 0) << 62) | (Int64(op.peer) << 24) | Int64(op.channel)
-                if let tail = queueTail[key] {
-                    queuePred[i] = tail
-                    queueSucc[Int(tail)] = Int32(i)
-                }
-                queueTail[key] = Int32(i)
             }
         }
         predecessorOffsets = offsets
@@ -181,5 +166,114 @@ public struct ProgramGraph: Sendable {
         }
         successorOffsets = counts
         successorList = successors
+    }
+}
+
+/// The last op of each (direction, peer, channel) message queue of one program: a flat table
+/// when the program's peers and channels are few enough, a dictionary otherwise (a direct
+/// exchange on many ranks).
+private struct MessageQueueTails {
+    private var table: [Int32]
+    private var map: [Int64: Int32] = [:]
+    private let peers: Int
+    private let useTable: Bool
+
+    init(_ program: RankProgram) {
+        var maxPeer = 0, maxChannel = 0
+        program.ops.withUnsafeBufferPointer { ops in
+            for i in ops.indices where ops[i].kind == .send || ops[i].kind == .recv {
+                maxPeer = max(maxPeer, Int(ops[i].peer))
+                maxChannel = max(maxChannel, Int(ops[i].channel))
+            }
+        }
+        peers = maxPeer + 1
+        let size = 2 * peers * (maxChannel + 1)
+        useTable = size <= 1 << 16
+        table = [Int32](repeating: -1, count: useTable ? size : 0)
+    }
+
+    /// Makes op `op` the queue's last and returns the previous last (`-1`: none).
+    mutating func exchange(send: Bool, peer: Int, channel: Int, with op: Int32) -> Int32 {
+        if useTable {
+            let k = (channel * peers + peer) * 2 + (send ? 1 : 0)
+            let old = table[k]
+            table[k] = op
+            return old
+        }
+        let key = (Int64(send ? 1 : 0) << 62) | (Int64(peer) << 24) | Int64(channel)
+        let old = map[key] ?? -1
+        map[key] = op
+        return old
+    }
+}
+
+/// Per storage slot of one program: its last writer and its readers since, as linked lists in
+/// flat arrays; and the dependencies found for the op being derived.
+private struct SlotTracker {
+    let storage: StorageMap
+    var lastWriter: [Int32]
+    var readerHead: [Int32]
+    var readerNext: [Int32] = []
+    var readerOp: [Int32] = []
+    var found: [Int32] = []
+
+    init(storage: StorageMap, ops: Int) {
+        self.storage = storage
+        lastWriter = [Int32](repeating: -1, count: storage.slotCount)
+        readerHead = [Int32](repeating: -1, count: storage.slotCount)
+        readerNext.reserveCapacity(ops)
+        readerOp.reserveCapacity(ops)
+    }
+
+    /// A read waits for the last writer.
+    mutating func dependOnRead(_ buffer: BufferKind, _ run: Range<Int32>) {
+        for c in run {
+            let s = storage.slot(buffer, Int(c))
+            if lastWriter[s] >= 0 { found.append(lastWriter[s]) }
+        }
+    }
+
+    /// A write waits for the last writer and every reader since.
+    mutating func dependOnWrite(_ buffer: BufferKind, _ run: Range<Int32>) {
+        for c in run {
+            let s = storage.slot(buffer, Int(c))
+            if lastWriter[s] >= 0 { found.append(lastWriter[s]) }
+            var r = readerHead[s]
+            while r >= 0 {
+                found.append(readerOp[Int(r)])
+                r = readerNext[Int(r)]
+            }
+        }
+    }
+
+    mutating func recordRead(_ buffer: BufferKind, _ run: Range<Int32>, by op: Int32) {
+        for c in run {
+            let s = storage.slot(buffer, Int(c))
+            readerOp.append(op)
+            readerNext.append(readerHead[s])
+            readerHead[s] = Int32(readerOp.count - 1)
+        }
+    }
+
+    mutating func recordWrite(_ buffer: BufferKind, _ run: Range<Int32>, by op: Int32) {
+        for c in run {
+            let s = storage.slot(buffer, Int(c))
+            lastWriter[s] = op
+            readerHead[s] = -1
+        }
+    }
+
+    /// Appends the dependencies found, sorted and without repeats, leaving out `op` itself.
+    mutating func appendFound(to list: inout [Int32], except op: Int32) {
+        if found.count > 1 {
+            found.sort()
+            var unique = 0
+            for v in found where unique == 0 || found[unique - 1] != v {
+                found[unique] = v
+                unique += 1
+            }
+            found.removeLast(found.count - unique)
+        }
+        for p in found where p != op { list.append(p) }
     }
 }

@@ -10,7 +10,10 @@ extension Schedule {
         _ = try index(programs: programs)
     }
 
-    /// Validates, and returns every op in flat arrays with each message's matching op.
+    /// Validates, and returns every op in one numbering with each message's matching op.
+    ///
+    /// Ranks are checked in parallel; when several are wrong, the lowest rank's first wrong op
+    /// is reported, so the message does not depend on thread timing.
     func index(programs: [RankProgram]) throws -> ScheduleIndex {
         guard ranks >= 1 else { throw ScheduleError.malformed("a schedule needs at least one rank") }
         guard layout.chunksPerBlock >= 1 else { throw ScheduleError.malformed("chunks per block must be at least 1") }
@@ -18,14 +21,85 @@ extension Schedule {
         if collective.hasRoot, !(0..<ranks).contains(root) {
             throw ScheduleError.malformed("root \(root) is not a rank (0...\(ranks - 1))")
         }
+        guard programs.count == ranks else {
+            throw ScheduleError.malformed("the schedule has \(ranks) ranks but \(programs.count) programs")
+        }
+        var base = [Int](repeating: 0, count: ranks + 1)
+        for r in 0..<ranks { base[r + 1] = base[r] + programs[r].count }
+
+        // Pass 1, per rank: each op on its own, and the rank's message queues. A queue key is
+        // (other rank, channel); a queue lists its ops in program order.
+        let perRank: [Result<RankQueues, ScheduleError>] = parallelMap(ranks) { r in
+            do { return .success(try self.checkOps(of: r, programs[r])) } catch let error as ScheduleError {
+                return .failure(error)
+            } catch {
+                return .failure(.malformed("rank \(r): \(error)"))
+            }
+        }
+        var checked: [RankQueues] = []
+        checked.reserveCapacity(ranks)
+        for result in perRank {
+            switch result {
+            case .success(let q): checked.append(q)
+            case .failure(let error): throw error
+            }
+        }
+        let queues = checked
+        let opBase = base
+
+        // Pass 2, per sender: pair each send queue with its receiver's queue, message by message.
+        // Every send and every receive belongs to exactly one pair, so the writes are disjoint.
+        let match = FlatArray<Int32>(repeating: -1, count: base[ranks])
+        nonisolated(unsafe) let matchOut = match.buffer
         let k = layout.chunksPerBlock
-        // Per (sender, receiver, channel): the ops of each message, in order.
+        let pairing: [ScheduleError?] = parallelMap(ranks) { a in
+            for key in queues[a].sends.keys.sorted() {
+                let list = queues[a].sends[key]!
+                let (b, c) = (RankQueues.peer(key), RankQueues.channel(key))
+                let matching = queues[b].recvs[RankQueues.key(peer: a, channel: c)] ?? []
+                guard list.count == matching.count else {
+                    return .malformed("rank \(a) sends \(list.count) message\(list.count == 1 ? "" : "s") to rank \(b)\(c > 0 ? " on channel \(c)" : "") but rank \(b) receives \(matching.count) from rank \(a)")
+                }
+                for (s32, r32) in zip(list, matching) {
+                    let s = Int(s32), r = Int(r32)
+                    let sent = programs[a].ops[s].source!.chunks, received = programs[b].ops[r].destination!.chunks
+                    if !Schedule.sameProfile(sent, received, k) {
+                        return .malformed("rank \(a), op \(s) sends \(sent.count) chunk(s) to rank \(b), whose matching op \(r) receives \(received.count) chunk(s) of different sizes")
+                    }
+                    matchOut[opBase[a] + s] = Int32(opBase[b] + r)
+                    matchOut[opBase[b] + r] = Int32(opBase[a] + s)
+                }
+            }
+            return nil
+        }
+        for case let error? in pairing { throw error }
+        for b in 0..<ranks {
+            for key in queues[b].recvs.keys.sorted() where queues[RankQueues.peer(key)].sends[RankQueues.key(peer: b, channel: RankQueues.channel(key))] == nil {
+                let (a, c) = (RankQueues.peer(key), RankQueues.channel(key))
+                let count = queues[b].recvs[key]!.count
+                throw ScheduleError.malformed("rank \(b) receives \(count) message\(count == 1 ? "" : "s") from rank \(a)\(c > 0 ? " on channel \(c)" : "") but rank \(a) sends none to rank \(b)")
+            }
+        }
+        return ScheduleIndex(base: opBase, match: match)
+    }
+
+    /// One rank's message queues: per (other rank, channel), its sends or receives in order.
+    struct RankQueues: Sendable {
         var sends: [Int64: [Int32]] = [:]
         var recvs: [Int64: [Int32]] = [:]
-        func key(_ a: Int, _ b: Int, _ c: Int) -> Int64 { (Int64(a) << 40) | (Int64(b) << 16) | Int64(c) }
 
-        for (r, program) in programs.enumerated() {
-            for (i, op) in program.ops.enumerated() {
+        static func key(peer: Int, channel: Int) -> Int64 { (Int64(peer) << 32) | Int64(channel) }
+        static func peer(_ key: Int64) -> Int { Int(key >> 32) }
+        static func channel(_ key: Int64) -> Int { Int(key & 0xFFFF_FFFF) }
+    }
+
+    /// The checks of one rank's ops that need no other rank, and its message queues.
+    private func checkOps(of r: Int, _ program: RankProgram) throws -> RankQueues {
+        let k = layout.chunksPerBlock
+        var queues = RankQueues()
+        try program.ops.withUnsafeBufferPointer { ops in
+            for i in 0..<ops.count {
+                let op = ops[i]
                 func fail(_ what: String) -> ScheduleError { .malformed("rank \(r), op \(i) (\(describe(op))): \(what)") }
                 func check(_ slice: BufferSlice?) throws {
                     guard let slice else { return }
@@ -53,26 +127,27 @@ extension Schedule {
                     guard (0..<ranks).contains(Int(op.peer)) else { throw fail("peer \(op.peer) is not a rank (0...\(ranks - 1))") }
                     guard Int(op.peer) != r else { throw fail("a rank cannot message itself; use a copy") }
                     guard (0..<channels).contains(Int(op.channel)) else { throw fail("channel \(op.channel) does not exist (0...\(channels - 1))") }
+                    let key = RankQueues.key(peer: Int(op.peer), channel: Int(op.channel))
                     if op.kind == .send {
-                        guard let s = op.source, op.destination == nil else { throw fail("a send needs exactly a source") }
-                        sends[key(r, Int(op.peer), Int(op.channel)), default: []].append(Int32(i))
+                        guard op.source != nil, op.destination == nil else { throw fail("a send needs exactly a source") }
+                        queues.sends[key, default: []].append(Int32(i))
                     } else {
                         guard let d = op.destination else { throw fail("a receive needs a destination") }
                         if let o = op.source, o.chunks.count != d.chunks.count {
                             throw fail("the reduce operand has \(o.chunks.count) chunks but the destination has \(d.chunks.count)")
                         }
-                        if let o = op.source, !sameProfile(o.chunks, d.chunks, k) {
+                        if let o = op.source, !Schedule.sameProfile(o.chunks, d.chunks, k) {
                             throw fail("the reduce operand's chunks differ in size from the destination's")
                         }
                         if op.source != nil && !op.reducing { throw fail("only a reducing receive takes an operand") }
-                        recvs[key(Int(op.peer), r, Int(op.channel)), default: []].append(Int32(i))
+                        queues.recvs[key, default: []].append(Int32(i))
                     }
                 case .copy, .reduce:
                     guard let s = op.source, let d = op.destination else { throw fail("needs a source and a destination") }
                     guard s.chunks.count == d.chunks.count else {
                         throw fail("reads \(s.chunks.count) chunks but writes \(d.chunks.count)")
                     }
-                    guard sameProfile(s.chunks, d.chunks, k) else {
+                    guard Schedule.sameProfile(s.chunks, d.chunks, k) else {
                         throw fail("source and destination chunks differ in size (they must sit at the same positions within their blocks)")
                     }
                 }
@@ -81,35 +156,12 @@ extension Schedule {
                 }
             }
         }
-        var base = [Int](repeating: 0, count: ranks + 1)
-        for r in 0..<ranks { base[r + 1] = base[r] + programs[r].count }
-        var match = [Int32](repeating: -1, count: base[ranks])
-        for (queue, list) in sends {
-            let (a, b, c) = (Int(queue >> 40), Int((queue >> 16) & 0xFFFFFF), Int(queue & 0xFFFF))
-            let matching = recvs[queue] ?? []
-            guard list.count == matching.count else {
-                throw ScheduleError.malformed("rank \(a) sends \(list.count) message\(list.count == 1 ? "" : "s") to rank \(b)\(c > 0 ? " on channel \(c)" : "") but rank \(b) receives \(matching.count) from rank \(a)")
-            }
-            for (s32, r32) in zip(list, matching) {
-                let s = Int(s32), r = Int(r32)
-                let sent = programs[a].ops[s].source!.chunks, received = programs[b].ops[r].destination!.chunks
-                if !sameProfile(sent, received, k) {
-                    throw ScheduleError.malformed("rank \(a), op \(s) sends \(sent.count) chunk(s) to rank \(b), whose matching op \(r) receives \(received.count) chunk(s) of different sizes")
-                }
-                match[base[a] + s] = Int32(base[b] + r)
-                match[base[b] + r] = Int32(base[a] + s)
-            }
-        }
-        for (queue, list) in recvs where sends[queue] == nil {
-            let (a, b, c) = (Int(queue >> 40), Int((queue >> 16) & 0xFFFFFF), Int(queue & 0xFFFF))
-            throw ScheduleError.malformed("rank \(b) receives \(list.count) message\(list.count == 1 ? "" : "s") from rank \(a)\(c > 0 ? " on channel \(c)" : "") but rank \(a) sends none to rank \(b)")
-        }
-        return ScheduleIndex(base: base, match: match)
+        return queues
     }
 
     /// Whether two chunk lists have the same length and the same positions within blocks, so
     /// their sizes agree for every message size.
-    private func sameProfile(_ a: ChunkList, _ b: ChunkList, _ k: Int) -> Bool {
+    fileprivate static func sameProfile(_ a: ChunkList, _ b: ChunkList, _ k: Int) -> Bool {
         guard a.count == b.count else { return false }
         if k == 1 { return true }
         if a.rest == nil && b.rest == nil {
@@ -128,8 +180,60 @@ extension Schedule {
 /// send or receive is matched with (`-1` for local ops). Built by validation.
 struct ScheduleIndex {
     let base: [Int]
-    let match: [Int32]
+    let match: FlatArray<Int32>
     var total: Int { base.last ?? 0 }
+}
+
+/// How the engine numbers ops: rank by rank (`base[r] + i`), or, when every rank has as many
+/// ops, op index by op index (`i × ranks + r`), so that ops that run together (step i of every
+/// rank) sit together in memory.
+struct OpNumbering: Sendable {
+    let base: [Int]
+    let interleaved: Bool
+    let ranks: Int
+    var total: Int { base.last ?? 0 }
+
+    init(base: [Int]) {
+        self.base = base
+        ranks = base.count - 1
+        interleaved = ranks > 1 && (1..<base.count).allSatisfy { base[$0] - base[$0 - 1] == base[1] }
+    }
+
+    @inline(__always) func id(rank r: Int, op i: Int) -> Int { interleaved ? i * ranks + r : base[r] + i }
+
+    @inline(__always) func position(of id: Int, rank r: Int) -> (rank: Int, op: Int) {
+        interleaved ? (r, id / ranks) : (r, id - base[r])
+    }
+}
+
+/// One op as the engine sees it, in one 48-byte record (a proof visits ops in an order that
+/// jumps between ranks, so everything the engine and the checker's common case read about an op
+/// sits in one or two cache lines).
+struct EngineNode {
+    var rank: Int32 = 0
+    /// The matched op (global id), `-1` for local ops.
+    var match: Int32 = -1
+    /// The previous and next op of this op's message queue (global ids), or `-1`.
+    var queuePredecessor: Int32 = -1
+    var queueSuccessor: Int32 = -1
+    /// This op's successors: `successorCount` global ids from `successorStart` in its rank's list.
+    var successorStart: Int32 = 0
+    var successorCount: Int32 = 0
+    var predecessorCount: Int32 = 0
+    var kind: Op.Kind = .copy
+    /// Whether every slice of the op is one run of chunks (`read` and `written` describe it whole).
+    var singleRun = false
+    /// The slice the op reads: a send's source, a reducing receive's operand, a copy's or
+    /// reduce's source (`readBuffer == nil`: none). First chunk of its first run.
+    var readBuffer: BufferKind?
+    /// The slice the op writes: a receive's, copy's or reduce's destination.
+    var writtenBuffer: BufferKind?
+    var readFirst: Int32 = 0
+    var writtenFirst: Int32 = 0
+    /// Chunks in the first run of the op's slices.
+    var runLength: Int32 = 0
+
+    var isLocal: Bool { kind == .copy || kind == .reduce }
 }
 
 /// Runs every rank's program to completion under the schedule semantics, calling back for
@@ -141,152 +245,188 @@ struct ScheduleIndex {
 /// together once both are posted (rendezvous). Order of execution is deterministic (a FIFO
 /// worklist), but results do not depend on it: dependencies come from data, so every valid order
 /// computes the same bytes.
+///
+/// Ops are named by global ids (`OpNumbering`). The tables are read-only once built, so several
+/// runs may proceed at once on different threads.
 struct RendezvousRunner {
+    let schedule: Schedule
     let programs: [RankProgram]
-    let graphs: [ProgramGraph]
-    let index: ScheduleIndex
-    // Flat, global copies of the graphs, built once (struct copies inside the loop cost more
-    // than the work, and a proof runs the engine twice).
-    private let rankOf: FlatArray<Int32>
-    private let isLocal: FlatArray<Bool>
-    private let isSend: FlatArray<Bool>
-    private let predecessorCount: FlatArray<Int32>
-    private let queuePred: FlatArray<Int32>
-    private let queueSucc: FlatArray<Int32>
-    private let successorOffsets: FlatArray<Int32>
-    private let successorList: FlatArray<Int32>
+    let numbering: OpNumbering
+    let nodes: FlatArray<EngineNode>
+    private let successors: SuccessorLists
 
-    init(programs: [RankProgram], graphs: [ProgramGraph], index: ScheduleIndex) {
+    /// Each rank's successor lists (global ids), one allocation per rank.
+    final class SuccessorLists {
+        let lists: UnsafeMutableBufferPointer<UnsafeMutableBufferPointer<Int32>>
+        init(ranks: Int) {
+            lists = .allocate(capacity: max(ranks, 1))
+            lists.initialize(repeating: UnsafeMutableBufferPointer(start: nil, count: 0))
+        }
+        deinit {
+            for list in lists { list.deallocate() }
+            lists.deallocate()
+        }
+    }
+
+    /// Derives every rank's dependencies (in parallel) into the engine's tables. `programs` must
+    /// have passed `index`.
+    init(schedule: Schedule, programs: [RankProgram], index: ScheduleIndex) {
+        self.schedule = schedule
         self.programs = programs
-        self.graphs = graphs
-        self.index = index
+        let numbering = OpNumbering(base: index.base)
+        self.numbering = numbering
         let n = programs.count
-        let total = index.total
-        var successorBase = [Int](repeating: 0, count: n + 1)
-        for r in 0..<n { successorBase[r + 1] = successorBase[r] + graphs[r].successorList.count }
-        rankOf = FlatArray(repeating: 0, count: total)
-        isLocal = FlatArray(repeating: false, count: total)
-        isSend = FlatArray(repeating: false, count: total)
-        predecessorCount = FlatArray(repeating: 0, count: total)
-        queuePred = FlatArray(repeating: -1, count: total)
-        queueSucc = FlatArray(repeating: -1, count: total)
-        successorOffsets = FlatArray(repeating: 0, count: total + 1)
-        successorList = FlatArray(repeating: 0, count: max(successorBase[n], 1))
-        // Ranks fill disjoint regions of the flat tables, so they fill them in parallel.
-        nonisolated(unsafe) let out = (rankOf: rankOf.buffer, isLocal: isLocal.buffer, isSend: isSend.buffer, preds: predecessorCount.buffer,
-                                       qp: queuePred.buffer, qs: queueSucc.buffer, so: successorOffsets.buffer, sl: successorList.buffer)
+        nodes = FlatArray(repeating: EngineNode(), count: max(index.total, 1))
+        successors = SuccessorLists(ranks: n)
+        // Ranks fill disjoint regions of the tables.
+        nonisolated(unsafe) let out = nodes.buffer
+        nonisolated(unsafe) let lists = successors.lists
+        nonisolated(unsafe) let match = index.match.buffer
         let base = index.base
-        let successorStart = successorBase
         DispatchQueue.concurrentPerform(iterations: n) { r in
-            let g = graphs[r]
-            let b = base[r]
-            let sb = successorStart[r]
+            let g = ProgramGraph(program: programs[r], storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: r, aliased: true))
+            @inline(__always) func id(_ i: Int32) -> Int32 { Int32(numbering.id(rank: r, op: Int(i))) }
+            let list = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(g.successorList.count, 1))
+            for j in 0..<g.successorList.count { list[j] = id(g.successorList[j]) }
+            lists[r] = list
             programs[r].ops.withUnsafeBufferPointer { ops in
                 for i in 0..<ops.count {
-                    let id = b + i
-                    out.rankOf[id] = Int32(r)
-                    out.isLocal[id] = ops[i].kind == .copy || ops[i].kind == .reduce
-                    out.isSend[id] = ops[i].kind == .send
-                    out.preds[id] = g.predecessorOffsets[i + 1] - g.predecessorOffsets[i]
-                    if g.queuePredecessor[i] >= 0 { out.qp[id] = Int32(b) + g.queuePredecessor[i] }
-                    if g.queueSuccessor[i] >= 0 { out.qs[id] = Int32(b) + g.queueSuccessor[i] }
-                    for j in Int(g.successorOffsets[i])..<Int(g.successorOffsets[i + 1]) { out.sl[sb + j] = Int32(b) + g.successorList[j] }
-                    out.so[id + 1] = Int32(sb) + g.successorOffsets[i + 1]
+                    var node = EngineNode()
+                    node.rank = Int32(r)
+                    let m = Int(match[base[r] + i])
+                    if m >= 0 {
+                        let q = Int(ops[i].peer)
+                        node.match = Int32(numbering.id(rank: q, op: m - base[q]))
+                    }
+                    node.kind = ops[i].kind
+                    node.predecessorCount = g.predecessorOffsets[i + 1] - g.predecessorOffsets[i]
+                    if g.queuePredecessor[i] >= 0 { node.queuePredecessor = id(g.queuePredecessor[i]) }
+                    if g.queueSuccessor[i] >= 0 { node.queueSuccessor = id(g.queueSuccessor[i]) }
+                    node.successorStart = g.successorOffsets[i]
+                    node.successorCount = g.successorOffsets[i + 1] - g.successorOffsets[i]
+                    // Field by field: copying the op would retain its arrays.
+                    let kind = ops[i].kind
+                    // The slice read: a send's, copy's or reduce's source; a reducing receive's operand.
+                    let readsSource = kind != .recv || (ops[i].reducing && ops[i].source != nil)
+                    let readsDestination = kind == .recv && ops[i].reducing && ops[i].source == nil
+                    if readsSource {
+                        node.readBuffer = ops[i].source!.buffer
+                        node.readFirst = ops[i].source!.chunks.first.lowerBound
+                        node.runLength = Int32(ops[i].source!.chunks.first.count)
+                    } else if readsDestination {
+                        node.readBuffer = ops[i].destination!.buffer
+                        node.readFirst = ops[i].destination!.chunks.first.lowerBound
+                    }
+                    if kind != .send {
+                        node.writtenBuffer = ops[i].destination!.buffer
+                        node.writtenFirst = ops[i].destination!.chunks.first.lowerBound
+                        node.runLength = Int32(ops[i].destination!.chunks.first.count)
+                    }
+                    node.singleRun = ops[i].source?.chunks.rest == nil && ops[i].destination?.chunks.rest == nil
+                    out[numbering.id(rank: r, op: i)] = node
                 }
             }
         }
     }
 
+    /// Rank `r`'s dependency graph, derived again (for failure reports; the tables keep only
+    /// what a run needs).
+    func graph(of r: Int) -> ProgramGraph {
+        ProgramGraph(program: programs[r], storage: StorageMap(layout: schedule.layout, collective: schedule.collective, rank: r, aliased: true))
+    }
+
+    /// The rank and program index of op `id`.
+    @inline(__always) func position(of id: Int) -> (rank: Int, op: Int) {
+        numbering.position(of: id, rank: Int(nodes.buffer[id].rank))
+    }
+
     /// - Throws: what the callbacks throw, or `ScheduleError.deadlock` naming stuck ranks.
-    func run(local: (_ rank: Int, _ op: Int) throws -> Void,
-             transfer: (_ sender: Int, _ send: Int, _ receiver: Int, _ recv: Int) throws -> Void) throws {
-        let base = index.base
-        let total = index.total
-        // Raw per-op state (a proof touches every op several times: no bounds or uniqueness
-        // checks on the way). Flags: queued, posted, done.
+    func run(local: (_ id: Int) throws -> Void, transfer: (_ send: Int, _ recv: Int) throws -> Void) throws {
+        let total = numbering.total
+        // Per-op run state: predecessors not yet complete, and flags (queued, posted, done).
+        struct Progress {
+            var remaining: Int32
+            var flags: UInt8
+        }
         let queuedFlag: UInt8 = 1, postedFlag: UInt8 = 2, doneFlag: UInt8 = 4
-        let remaining = UnsafeMutableBufferPointer<Int32>.allocate(capacity: max(total, 1))
-        _ = remaining.initialize(from: predecessorCount.buffer)
-        let flags = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(total, 1))
-        flags.initialize(repeating: 0)
+        let nodes = self.nodes.buffer
+        let progress = UnsafeMutableBufferPointer<Progress>.allocate(capacity: max(total, 1))
+        for id in 0..<total { progress[id] = Progress(remaining: nodes[id].predecessorCount, flags: 0) }
         let worklist = UnsafeMutablePointer<Int32>.allocate(capacity: max(total, 1))
         defer {
-            remaining.deallocate()
-            flags.deallocate()
+            progress.deallocate()
             worklist.deallocate()
         }
-        let queuePred = self.queuePred.buffer, queueSucc = self.queueSucc.buffer
-        let successorOffsets = self.successorOffsets.buffer, successorList = self.successorList.buffer
-        let rankOf = self.rankOf.buffer, isLocal = self.isLocal.buffer, isSend = self.isSend.buffer
+        let lists = successors.lists
         var tail = 0
 
         @inline(__always) func enqueue(_ id: Int) {
-            guard flags[id] & queuedFlag == 0, remaining[id] == 0 else { return }
-            let qp = Int(queuePred[id])
-            guard qp < 0 || flags[qp] & postedFlag != 0 else { return }
-            flags[id] |= queuedFlag
+            guard progress[id].flags & queuedFlag == 0, progress[id].remaining == 0 else { return }
+            let qp = Int(nodes[id].queuePredecessor)
+            guard qp < 0 || progress[qp].flags & postedFlag != 0 else { return }
+            progress[id].flags |= queuedFlag
             worklist[tail] = Int32(id)
             tail += 1
         }
         @inline(__always) func complete(_ id: Int) {
-            flags[id] |= doneFlag
-            for j in Int(successorOffsets[id])..<Int(successorOffsets[id + 1]) {
-                let s = Int(successorList[j])
-                remaining[s] -= 1
+            progress[id].flags |= doneFlag
+            let node = nodes[id]
+            let list = lists[Int(node.rank)]
+            for j in Int(node.successorStart)..<Int(node.successorStart + node.successorCount) {
+                let s = Int(list[j])
+                progress[s].remaining -= 1
                 enqueue(s)
             }
         }
         for id in 0..<total { enqueue(id) }
 
-        try index.match.withUnsafeBufferPointer { match in
-            var head = 0
-            while head < tail {
-                let id = Int(worklist[head])
-                head += 1
-                flags[id] |= postedFlag
-                if queueSucc[id] >= 0 { enqueue(Int(queueSucc[id])) }
-                let r = Int(rankOf[id])
-                if isLocal[id] {
-                    try local(r, id - base[r])
-                    complete(id)
-                    continue
-                }
-                let other = Int(match[id])
-                guard flags[other] & postedFlag != 0 else { continue }
-                let q = Int(rankOf[other])
-                if isSend[id] {
-                    try transfer(r, id - base[r], q, other - base[q])
-                } else {
-                    try transfer(q, other - base[q], r, id - base[r])
-                }
+        var head = 0
+        while head < tail {
+            let id = Int(worklist[head])
+            head += 1
+            progress[id].flags |= postedFlag
+            let node = nodes[id]
+            if node.queueSuccessor >= 0 { enqueue(Int(node.queueSuccessor)) }
+            if node.isLocal {
+                try local(id)
                 complete(id)
-                complete(other)
+                continue
             }
+            let other = Int(node.match)
+            guard progress[other].flags & postedFlag != 0 else { continue }
+            if node.kind == .send {
+                try transfer(id, other)
+            } else {
+                try transfer(other, id)
+            }
+            complete(id)
+            complete(other)
         }
         if tail < total {
-            throw ScheduleError.deadlock(stuckReport(base: base, posted: flags.map { $0 & postedFlag != 0 }, done: flags.map { $0 & doneFlag != 0 }))
+            throw ScheduleError.deadlock(stuckReport(posted: progress.map { $0.flags & postedFlag != 0 }, done: progress.map { $0.flags & doneFlag != 0 }))
         }
     }
 
     /// One line per stuck rank (at most 6): its first unfinished op and what it waits for.
-    private func stuckReport(base: [Int], posted: [Bool], done: [Bool]) -> String {
+    private func stuckReport(posted: [Bool], done: [Bool]) -> String {
         var lines: [String] = []
         var stuck = 0
         for r in 0..<programs.count {
-            guard let i = (0..<programs[r].count).first(where: { !done[base[r] + $0] }) else { continue }
+            let id = { (r: Int, i: Int) in numbering.id(rank: r, op: i) }
+            guard let i = (0..<programs[r].count).first(where: { !done[id(r, $0)] }) else { continue }
             stuck += 1
             guard lines.count < 6 else { continue }
             let op = programs[r].ops[i]
             var why: String
-            if posted[base[r] + i] {
+            if posted[id(r, i)] {
                 let peer = Int(op.peer)
-                let peerAt = (0..<programs[peer].count).first(where: { !done[base[peer] + $0] })
+                let peerAt = (0..<programs[peer].count).first(where: { !done[id(peer, $0)] })
                 let where_ = peerAt.map { "; rank \(peer) is stuck at op \($0) (\(programs[peer].ops[$0].summary))" } ?? ""
                 why = "posted, but rank \(peer) has not posted the matching \(op.kind == .send ? "receive" : "send")\(where_)"
-            } else if let p = graphs[r].predecessors(of: i).first(where: { !done[base[r] + Int($0)] }) {
+            } else if let p = graph(of: r).predecessors(of: i).first(where: { !done[id(r, Int($0))] }) {
                 why = "waits for its op \(p) (\(programs[r].ops[Int(p)].summary))"
             } else {
-                why = "waits to be posted after op \(graphs[r].queuePredecessor[i]) in its message queue"
+                why = "waits to be posted after op \(graph(of: r).queuePredecessor[i]) in its message queue"
             }
             lines.append("rank \(r) at op \(i) (\(op.summary)): \(why)")
         }

@@ -1,4 +1,5 @@
 import ChorusCore
+import Dispatch
 
 /// Proves that a schedule computes its collective and cannot deadlock.
 ///
@@ -18,8 +19,9 @@ import ChorusCore
 ///
 /// It runs twice, out of place (input never written) and in place (input aliased into the
 /// output as the collective's in-place form does), under rendezvous semantics, so a schedule that
-/// passes is correct in both forms and with any transport buffering. Sets are bitsets of ranks:
-/// memory is `ranks × chunks × ranks` bits (a 1,024-rank ring all-reduce: about 270 MB).
+/// passes is correct in both forms and with any transport buffering. The two runs proceed side
+/// by side on two threads, each with its own state. Sets are bitsets of ranks: each state is
+/// `ranks × chunks × ranks` bits (a 1,024-rank ring all-reduce: 134 MB).
 public enum SymbolicChecker {
     /// Verifies both forms.
     /// - Throws: `ScheduleError.malformed`, `.incorrect` or `.deadlock` with the rank, op and chunk.
@@ -30,8 +32,7 @@ public enum SymbolicChecker {
     /// Verifies both forms for programs already in hand.
     public static func verify(_ schedule: Schedule, programs: [RankProgram]) throws {
         let index = try schedule.index(programs: programs)
-        let graphs = ProgramGraph.all(schedule, programs: programs)
-        let runner = RendezvousRunner(programs: programs, graphs: graphs, index: index)
+        let runner = RendezvousRunner(schedule: schedule, programs: programs, index: index)
         try run(schedule, programs: programs, runner: runner)
     }
 
@@ -64,58 +65,66 @@ public enum SymbolicChecker {
         /// so that freshly mapped zero pages mean "nothing".)
         @inline(__always) func origin(_ g: Int) -> Int32 { originStore.buffer[g] - 1 }
         @inline(__always) func setOrigin(_ g: Int, _ value: Int32) { originStore.buffer[g] = value + 1 }
-
-        /// Back to "nothing anywhere" (memory already touched, so clearing it is cheap).
-        func reset() {
-            originStore.buffer.update(repeating: 0)
-            bits.update(repeating: 0)
-        }
     }
 
-    /// A slot's location: `-1` when the chunk is a read-only input chunk.
-    private static func slot(_ map: StorageMap, _ buffer: BufferKind, _ c: Int, _ state: State) -> Int {
-        switch buffer {
-        case .output: return c
-        case .scratch: return state.outputChunks + c
-        case .input:
-            if map.aliased, let alias = map.outputAlias(ofInput: c) { return alias }
-            return -1
-        }
-    }
-
-    /// One form of the proof: out of place or in place, with its own storage map and state.
+    /// One form of the proof: out of place or in place, with its own state.
     private struct Form {
         let inPlace: Bool
-        let maps: [StorageMap]
+        let collective: Collective
+        let chunksPerBlock: Int
         let state: State
         var label: String { inPlace ? " (in place)" : "" }
+
+        /// Where (buffer, c) of `rank` lives in the state: `-1` for a read-only input chunk.
+        @inline(__always) func slot(_ rank: Int, _ buffer: BufferKind, _ c: Int) -> Int {
+            switch buffer {
+            case .output: return c
+            case .scratch: return state.outputChunks + c
+            case .input:
+                guard inPlace else { return -1 }
+                return StorageMap.outputAlias(collective, rank: rank, chunksPerBlock: chunksPerBlock, ofInput: c) ?? -1
+            }
+        }
     }
 
-    /// Proves out of place, then in place, reusing one state; each form checks its postconditions.
+    /// Proves out of place and in place; each form checks its postconditions.
     private static func run(_ schedule: Schedule, programs: [RankProgram], runner: RendezvousRunner) throws {
         let n = schedule.ranks
         let layout = schedule.layout
         let words = (n + 63) / 64
-        // One state, reused by both forms in turn: fresh memory is the expensive part on large proofs.
-        let state = State(ranks: n, words: words, outputChunks: layout.chunkCount(.output), scratchChunks: layout.chunkCount(.scratch))
-        for inPlace in [false, true] {
-            let form = Form(inPlace: inPlace,
-                            maps: (0..<n).map { StorageMap(layout: layout, collective: schedule.collective, rank: $0, aliased: inPlace) },
-                            state: state)
-            state.reset()
+        // The two forms share nothing but the read-only programs and engine tables, so they run
+        // side by side, each with its own state; the out-of-place failure is reported first.
+        let inputChunks = layout.chunkCount(.input)
+        let failureSlots = UnsafeMutableBufferPointer<Error?>.allocate(capacity: 2)
+        failureSlots.initialize(repeating: nil)
+        defer {
+            failureSlots.deinitialize()
+            failureSlots.deallocate()
+        }
+        nonisolated(unsafe) let failures = failureSlots  // each form writes only its own slot
+        nonisolated(unsafe) let shared = (programs: programs, runner: runner)
+        DispatchQueue.concurrentPerform(iterations: 2) { f in
+            let inPlace = f == 1
+            let state = State(ranks: n, words: words, outputChunks: layout.chunkCount(.output), scratchChunks: layout.chunkCount(.scratch))
+            let form = Form(inPlace: inPlace, collective: schedule.collective, chunksPerBlock: layout.chunksPerBlock, state: state)
             if inPlace {
                 // Aliased output slots start with the input chunk they alias.
                 for r in 0..<n {
-                    for c in 0..<layout.chunkCount(.input) {
-                        guard let alias = form.maps[r].outputAlias(ofInput: c) else { continue }
+                    for c in 0..<inputChunks {
+                        guard case let alias = form.slot(r, .input, c), alias >= 0 else { continue }
                         state.setOrigin(r * state.slots + alias, Int32(c))
                         state.bits[(r * state.slots + alias) * words + r / 64] = 1 << UInt64(r % 64)
                     }
                 }
             }
-            try run(schedule, programs: programs, runner: runner, form: form, words: words)
-            try checkPostconditions(schedule, form: form, words: words)
+            do {
+                try run(schedule, programs: shared.programs, runner: shared.runner, form: form, words: words)
+                try checkPostconditions(schedule, form: form, words: words)
+            } catch {
+                failures[f] = error
+            }
         }
+        for case let failure? in failures { throw failure }
     }
 
     /// Runs the engine once, applying every op to `form`'s symbolic state.
@@ -132,7 +141,7 @@ public enum SymbolicChecker {
         /// Appends the value of (buffer, c) on rank r to the staging area.
         func stage(_ form: Form, _ r: Int, _ i: Int, _ buffer: BufferKind, _ c: Int) throws {
             let state = form.state
-            let s = slot(form.maps[r], buffer, c, state)
+            let s = form.slot(r, buffer, c)
             if s < 0 {
                 stagedOrigin.append(Int32(c))
                 let start = stagedBits.count
@@ -151,7 +160,7 @@ public enum SymbolicChecker {
         /// Writes staged value `j` into (buffer, c) on rank r, combining with `operand` if given.
         func write(_ form: Form, _ r: Int, _ i: Int, _ buffer: BufferKind, _ c: Int, staged j: Int, operand: (BufferKind, Int)?) throws {
             let state = form.state
-            let s = slot(form.maps[r], buffer, c, state)
+            let s = form.slot(r, buffer, c)
             guard s >= 0 else {
                 throw ScheduleError.incorrect("\(where_(form, r, i)): writes \(buffer) chunk \(c) of the input buffer, which \(form.inPlace ? "outside the output's place " : "out of place ")belongs to the caller")
             }
@@ -163,7 +172,7 @@ public enum SymbolicChecker {
                 return
             }
             // dest = operand ⊕ incoming
-            let os = slot(form.maps[r], ob, oc, state)
+            let os = form.slot(r, ob, oc)
             var operandOrigin: Int32
             if os < 0 {
                 operandOrigin = Int32(oc)
@@ -198,7 +207,9 @@ public enum SymbolicChecker {
             state.setOrigin(g, incomingOrigin)
         }
 
-        try runner.run(local: { r, i in
+        let nodes = runner.nodes.buffer
+        try runner.run(local: { id in
+            let (r, i) = runner.position(of: id)
             let op = programs[r].ops[i]
             let src = op.source!, dst = op.destination!
             stagedOrigin.removeAll(keepingCapacity: true)
@@ -209,21 +220,25 @@ public enum SymbolicChecker {
                 try write(form, r, i, dst.buffer, c, staged: j, operand: op.kind == .reduce ? (dst.buffer, c) : nil)
                 j += 1
             }
-        }, transfer: { a, si, b, ri in
-            let send = programs[a].ops[si], recv = programs[b].ops[ri]
-            let src = send.source!, dst = recv.destination!
-            let operand = recv.reducing ? (recv.source ?? dst) : nil
-            // Fast path: one run of chunks on each side (almost every op). Sender and receiver
-            // are different ranks, so source and destination never overlap: no staging.
-            if src.chunks.rest == nil && dst.chunks.rest == nil && operand?.chunks.rest == nil {
-                let s0 = Int(src.chunks.first.lowerBound), d0 = Int(dst.chunks.first.lowerBound)
-                let o0 = operand.map { Int($0.chunks.first.lowerBound) } ?? 0
-                for j in 0..<src.chunks.first.count {
-                    try move(form, from: a, op: si, src.buffer, s0 + j, to: b, op: ri, dst.buffer, d0 + j,
-                             operand: operand.map { ($0.buffer, o0 + j) })
+        }, transfer: { sendID, recvID in
+            let send = nodes[sendID], recv = nodes[recvID]
+            // Fast path: one run of chunks on each side (almost every op), read from the engine's
+            // records. Sender and receiver are different ranks, so source and destination never
+            // overlap: no staging.
+            if send.singleRun && recv.singleRun {
+                let a = Int(send.rank), b = Int(recv.rank)
+                let s0 = Int(send.readFirst), d0 = Int(recv.writtenFirst), o0 = Int(recv.readFirst)
+                let reducing = recv.readBuffer != nil
+                for j in 0..<Int(send.runLength) {
+                    try move(form, from: a, send: sendID, send.readBuffer!, s0 + j, to: b, recv: recvID, recv.writtenBuffer!, d0 + j,
+                             operand: reducing ? (recv.readBuffer!, o0 + j) : nil)
                 }
                 return
             }
+            let (a, si) = runner.position(of: sendID), (b, ri) = runner.position(of: recvID)
+            let sendOp = programs[a].ops[si], recvOp = programs[b].ops[ri]
+            let src = sendOp.source!, dst = recvOp.destination!
+            let operand = recvOp.reducing ? (recvOp.source ?? dst) : nil
             chunkScratch.removeAll(keepingCapacity: true)
             operand?.chunks.forEach { chunkScratch.append($0) }
             stagedOrigin.removeAll(keepingCapacity: true)
@@ -238,26 +253,28 @@ public enum SymbolicChecker {
 
         /// One chunk of a transfer: (buffer, c) on rank `to` receives (buffer, c) of rank `from`,
         /// combined with `operand` on the receiver if given.
-        func move(_ form: Form, from a: Int, op si: Int, _ sb: BufferKind, _ sc: Int, to b: Int, op ri: Int, _ db: BufferKind, _ dc: Int,
+        func move(_ form: Form, from a: Int, send sendID: Int, _ sb: BufferKind, _ sc: Int, to b: Int, recv recvID: Int, _ db: BufferKind, _ dc: Int,
                   operand: (BufferKind, Int)?) throws {
+            func whereSend() -> String { let (r, i) = runner.position(of: sendID); return where_(form, r, i) }
+            func whereRecv() -> String { let (r, i) = runner.position(of: recvID); return where_(form, r, i) }
             let state = form.state
             let bits = state.bits.baseAddress!
-            let ss = slot(form.maps[a], sb, sc, state)
+            let ss = form.slot(a, sb, sc)
             let sourceOrigin: Int32
             if ss < 0 {
                 sourceOrigin = Int32(sc)
             } else {
                 sourceOrigin = state.origin(a * slots + ss)
                 guard sourceOrigin >= 0 else {
-                    throw ScheduleError.incorrect("\(where_(form, a, si)): reads \(sb) chunk \(sc), which holds nothing yet")
+                    throw ScheduleError.incorrect("\(whereSend()): reads \(sb) chunk \(sc), which holds nothing yet")
                 }
             }
             @inline(__always) func sourceWord(_ w: Int) -> UInt64 {
                 ss < 0 ? (w == a >> 6 ? UInt64(1) << UInt64(a & 63) : 0) : bits[(a * slots + ss) * words + w]
             }
-            let ds = slot(form.maps[b], db, dc, state)
+            let ds = form.slot(b, db, dc)
             guard ds >= 0 else {
-                throw ScheduleError.incorrect("\(where_(form, b, ri)): writes \(db) chunk \(dc) of the input buffer, which \(form.inPlace ? "outside the output's place " : "out of place ")belongs to the caller")
+                throw ScheduleError.incorrect("\(whereRecv()): writes \(db) chunk \(dc) of the input buffer, which \(form.inPlace ? "outside the output's place " : "out of place ")belongs to the caller")
             }
             let g = b * slots + ds
             guard let (ob, oc) = operand else {
@@ -265,18 +282,18 @@ public enum SymbolicChecker {
                 for w in 0..<words { bits[g * words + w] = sourceWord(w) }
                 return
             }
-            let os = slot(form.maps[b], ob, oc, state)
+            let os = form.slot(b, ob, oc)
             let operandOrigin: Int32
             if os < 0 {
                 operandOrigin = Int32(oc)
             } else {
                 operandOrigin = state.origin(b * slots + os)
                 guard operandOrigin >= 0 else {
-                    throw ScheduleError.incorrect("\(where_(form, b, ri)): reads \(ob) chunk \(oc), which holds nothing yet")
+                    throw ScheduleError.incorrect("\(whereRecv()): reads \(ob) chunk \(oc), which holds nothing yet")
                 }
             }
             guard operandOrigin == sourceOrigin else {
-                throw ScheduleError.incorrect("\(where_(form, b, ri)): combines data of chunk \(operandOrigin) with data of chunk \(sourceOrigin) into \(db) chunk \(dc)")
+                throw ScheduleError.incorrect("\(whereRecv()): combines data of chunk \(operandOrigin) with data of chunk \(sourceOrigin) into \(db) chunk \(dc)")
             }
             @inline(__always) func operandWord(_ w: Int) -> UInt64 {
                 os < 0 ? (w == b >> 6 ? UInt64(1) << UInt64(b & 63) : 0) : bits[(b * slots + os) * words + w]
@@ -293,7 +310,7 @@ public enum SymbolicChecker {
                     }
                 }
                 let list = doubled.prefix(8).map(String.init).joined(separator: ", ")
-                throw ScheduleError.incorrect("\(where_(form, b, ri)): the contribution of rank\(doubled.count == 1 ? "" : "s") \(list) to chunk \(sourceOrigin) would be counted twice in \(db) chunk \(dc)")
+                throw ScheduleError.incorrect("\(whereRecv()): the contribution of rank\(doubled.count == 1 ? "" : "s") \(list) to chunk \(sourceOrigin) would be counted twice in \(db) chunk \(dc)")
             }
             for w in 0..<words { bits[g * words + w] = operandWord(w) | sourceWord(w) }
             state.setOrigin(g, sourceOrigin)

@@ -17,7 +17,8 @@ extension AllReduce {
         let n = spec.ranks
         let layout = ChunkLayout.standard(.allReduce, ranks: n, chunksPerBlock: rings.count * n * c)
         return Schedule(algorithm: algorithm, collective: .allReduce, ranks: n, layout: layout, channels: rings.count) { r in
-            var program = RankProgram()
+            // A send and a receive per step, 2(n−1) steps per ring.
+            var program = RankProgram(reservingCapacity: rings.count * 4 * max(n - 1, 0))
             for (i, ring) in rings.enumerated() {
                 let group = { (g: Int) in ChunkList.run((i * n + g) * c, c) }
                 Phases.ringReduceScatter(&program, ring: ring, rank: r, channel: i,

@@ -28,7 +28,6 @@ public enum ReferenceInterpreter {
         let programs = schedule.allPrograms()
         let index = try schedule.index(programs: programs)
         let maps = (0..<n).map { StorageMap(layout: layout, collective: schedule.collective, rank: $0, aliased: inPlace) }
-        let graphs = ProgramGraph.all(schedule, programs: programs)
         let outputBytes = layout.elementCount(.output, blockElements: m) * es
         let scratchBytes = layout.elementCount(.scratch, blockElements: m) * es
         // Storage: output region, then input region, then scratch.
@@ -89,12 +88,14 @@ public enum ReferenceInterpreter {
             }
         }
 
-        let runner = RendezvousRunner(programs: programs, graphs: graphs, index: index)
-        try runner.run(local: { r, i in
+        let runner = RendezvousRunner(schedule: schedule, programs: programs, index: index)
+        try runner.run(local: { id in
+            let (r, i) = runner.position(of: id)
             let op = programs[r].ops[i]
             let data = gather(r, op.source!)
             scatter(r, op.destination!, data, reducingWith: op.kind == .reduce ? op.destination! : nil)
-        }, transfer: { a, si, b, ri in
+        }, transfer: { sendID, recvID in
+            let (a, si) = runner.position(of: sendID), (b, ri) = runner.position(of: recvID)
             let data = gather(a, programs[a].ops[si].source!)
             let recv = programs[b].ops[ri]
             scatter(b, recv.destination!, data, reducingWith: recv.reducing ? (recv.source ?? recv.destination!) : nil)
