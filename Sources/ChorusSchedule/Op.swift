@@ -16,6 +16,13 @@ public struct ChunkList: Hashable, Sendable, CustomStringConvertible {
         rest = nil
     }
 
+    /// One run (no allocation).
+    @inlinable
+    init(first: Range<Int32>) {
+        self.first = first
+        rest = nil
+    }
+
     /// A single chunk.
     @inlinable
     public init(chunk: Int) { self.init(chunk..<(chunk + 1)) }
@@ -170,6 +177,54 @@ public struct Op: Hashable, Sendable {
         var copy = self
         copy.after = ops.map(Int32.init)
         return copy
+    }
+
+    /// The op without its arrays: what the engines' hot loops need, copied without reference
+    /// counting. `oneRunEach` says the first runs are the whole slices and there is no `after`.
+    @usableFromInline
+    struct Shape {
+        var kind: Kind
+        var reducing: Bool
+        var oneRunEach: Bool
+        var sourceBuffer: BufferKind?
+        var destinationBuffer: BufferKind?
+        var sourceFirst: Range<Int32> = 0..<0
+        var destinationFirst: Range<Int32> = 0..<0
+
+        /// A send's, copy's or reduce's source; a reducing receive's operand (`nil` if none).
+        @inline(__always) var read: (BufferKind, Range<Int32>)? {
+            switch kind {
+            case .send, .copy, .reduce: return sourceBuffer.map { ($0, sourceFirst) }
+            case .recv:
+                guard reducing else { return nil }
+                if let b = sourceBuffer { return (b, sourceFirst) }
+                return destinationBuffer.map { ($0, destinationFirst) }
+            }
+        }
+
+        /// The source as a slice, when `oneRunEach`.
+        @inline(__always) var sourceSlice: BufferSlice? {
+            sourceBuffer.map { BufferSlice($0, ChunkList(first: sourceFirst)) }
+        }
+
+        /// The destination as a slice, when `oneRunEach`.
+        @inline(__always) var destinationSlice: BufferSlice? {
+            destinationBuffer.map { BufferSlice($0, ChunkList(first: destinationFirst)) }
+        }
+
+        /// What a receive, copy or reduce writes.
+        @inline(__always) var written: (BufferKind, Range<Int32>)? {
+            kind == .send ? nil : destinationBuffer.map { ($0, destinationFirst) }
+        }
+    }
+
+    @inline(__always) var shape: Shape {
+        var shape = Shape(kind: kind, reducing: reducing,
+                          oneRunEach: source?.chunks.rest == nil && destination?.chunks.rest == nil && explicitAfter == nil,
+                          sourceBuffer: source?.buffer, destinationBuffer: destination?.buffer)
+        if let first = source?.chunks.first { shape.sourceFirst = first }
+        if let first = destination?.chunks.first { shape.destinationFirst = first }
+        return shape
     }
 
     /// The slice a reducing op reads besides the received or source data.

@@ -114,29 +114,37 @@ public struct ProgramGraph: Sendable {
         var queueSucc = [Int32](repeating: -1, count: n)
         var queues = MessageQueueTails(program)
 
-        // Ops are read field by field through the buffer (copying an op would retain its
-        // optional arrays; this runs for every op of a several-million-op proof).
+        // Ops are read through their shapes (copying an op would retain its optional arrays;
+        // this runs for every op of a several-million-op proof).
         program.ops.withUnsafeBufferPointer { ops in
             for i in 0..<n {
-                let kind = ops[i].kind
-                // What op i reads: a send's or copy's source; a reducing receive's operand; a
-                // reduce's source and destination. What it writes: any destination.
-                let readsSource = kind == .send || kind == .copy || kind == .reduce || (kind == .recv && ops[i].reducing && ops[i].source != nil)
-                let readsDestination = kind == .reduce || (kind == .recv && ops[i].reducing && ops[i].source == nil)
-                let writesDestination = kind != .send
-
-                tracker.found.removeAll(keepingCapacity: true)
-                if readsSource { ProgramGraph.forEachRun(ops[i].source) { tracker.dependOnRead($0, $1) } }
-                if readsDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.dependOnRead($0, $1) } }
-                if writesDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.dependOnWrite($0, $1) } }
-                if ops[i].explicitAfter != nil { tracker.found.append(contentsOf: ops[i].explicitAfter!) }
-                tracker.appendFound(to: &list, except: Int32(i))
+                let shape = ops[i].shape
+                let kind = shape.kind
+                tracker.clearFound()
+                if shape.oneRunEach {
+                    // The common op: whole slices in the shape, nothing to copy.
+                    if let (b, run) = shape.read { tracker.dependOnRead(b, run) }
+                    if kind == .reduce, let (b, run) = shape.written { tracker.dependOnRead(b, run) }
+                    if let (b, run) = shape.written { tracker.dependOnWrite(b, run) }
+                    tracker.appendFound(to: &list, except: Int32(i))
+                    if let (b, run) = shape.read { tracker.recordRead(b, run, by: Int32(i)) }
+                    if kind == .reduce, let (b, run) = shape.written { tracker.recordRead(b, run, by: Int32(i)) }
+                    if let (b, run) = shape.written { tracker.recordWrite(b, run, by: Int32(i)) }
+                } else {
+                    let op = ops[i]
+                    // Reads: the shape's read slice, and a reduce's destination; then the write.
+                    let read = op.kind == .recv ? (op.reducing ? (op.source ?? op.destination) : nil) : op.source
+                    ProgramGraph.forEachRun(read) { tracker.dependOnRead($0, $1) }
+                    if kind == .reduce { ProgramGraph.forEachRun(op.destination) { tracker.dependOnRead($0, $1) } }
+                    ProgramGraph.forEachRun(op.writes) { tracker.dependOnWrite($0, $1) }
+                    for p in op.explicitAfter ?? [] { tracker.found(p) }
+                    tracker.appendFound(to: &list, except: Int32(i))
+                    // Record this op's reads, then its write (a read-modify-write leaves itself as writer).
+                    ProgramGraph.forEachRun(read) { tracker.recordRead($0, $1, by: Int32(i)) }
+                    if kind == .reduce { ProgramGraph.forEachRun(op.destination) { tracker.recordRead($0, $1, by: Int32(i)) } }
+                    ProgramGraph.forEachRun(op.writes) { tracker.recordWrite($0, $1, by: Int32(i)) }
+                }
                 offsets[i + 1] = Int32(list.count)
-
-                // Record this op's reads, then its write (a read-modify-write leaves itself as writer).
-                if readsSource { ProgramGraph.forEachRun(ops[i].source) { tracker.recordRead($0, $1, by: Int32(i)) } }
-                if readsDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.recordRead($0, $1, by: Int32(i)) } }
-                if writesDestination { ProgramGraph.forEachRun(ops[i].destination) { tracker.recordWrite($0, $1, by: Int32(i)) } }
                 if kind == .send || kind == .recv {
                     let tail = queues.exchange(send: kind == .send, peer: Int(ops[i].peer), channel: Int(ops[i].channel), with: Int32(i))
                     if tail >= 0 {
@@ -208,28 +216,58 @@ private struct MessageQueueTails {
 }
 
 /// Per storage slot of one program: its last writer and its readers since, as linked lists in
-/// flat arrays; and the dependencies found for the op being derived.
-private struct SlotTracker {
+/// flat arrays; and the dependencies found for the op being derived. Raw buffers: this runs
+/// for every chunk of every op, and array appends check uniqueness each time.
+private struct SlotTracker: ~Copyable {
     let storage: StorageMap
-    var lastWriter: [Int32]
-    var readerHead: [Int32]
-    var readerNext: [Int32] = []
-    var readerOp: [Int32] = []
-    var found: [Int32] = []
+    private let lastWriter: UnsafeMutableBufferPointer<Int32>
+    private let readerHead: UnsafeMutableBufferPointer<Int32>
+    /// Reader list nodes: op and next node.
+    private var readerOp: UnsafeMutableBufferPointer<Int32>
+    private var readerNext: UnsafeMutableBufferPointer<Int32>
+    private var readers = 0
+    private var foundList: UnsafeMutableBufferPointer<Int32>
+    private var foundCount = 0
 
     init(storage: StorageMap, ops: Int) {
         self.storage = storage
-        lastWriter = [Int32](repeating: -1, count: storage.slotCount)
-        readerHead = [Int32](repeating: -1, count: storage.slotCount)
-        readerNext.reserveCapacity(ops)
-        readerOp.reserveCapacity(ops)
+        lastWriter = .allocate(capacity: max(storage.slotCount, 1))
+        lastWriter.initialize(repeating: -1)
+        readerHead = .allocate(capacity: max(storage.slotCount, 1))
+        readerHead.initialize(repeating: -1)
+        readerOp = .allocate(capacity: max(ops, 16))
+        readerNext = .allocate(capacity: max(ops, 16))
+        foundList = .allocate(capacity: 16)
+    }
+
+    deinit {
+        lastWriter.deallocate()
+        readerHead.deallocate()
+        readerOp.deallocate()
+        readerNext.deallocate()
+        foundList.deallocate()
+    }
+
+    private static func grow(_ buffer: inout UnsafeMutableBufferPointer<Int32>, keeping count: Int) {
+        let bigger = UnsafeMutableBufferPointer<Int32>.allocate(capacity: buffer.count * 2)
+        _ = bigger.initialize(from: buffer[0..<count])
+        buffer.deallocate()
+        buffer = bigger
+    }
+
+    mutating func clearFound() { foundCount = 0 }
+
+    mutating func found(_ op: Int32) {
+        if foundCount == foundList.count { SlotTracker.grow(&foundList, keeping: foundCount) }
+        foundList[foundCount] = op
+        foundCount += 1
     }
 
     /// A read waits for the last writer.
     mutating func dependOnRead(_ buffer: BufferKind, _ run: Range<Int32>) {
         for c in run {
-            let s = storage.slot(buffer, Int(c))
-            if lastWriter[s] >= 0 { found.append(lastWriter[s]) }
+            let w = lastWriter[storage.slot(buffer, Int(c))]
+            if w >= 0 { found(w) }
         }
     }
 
@@ -237,10 +275,10 @@ private struct SlotTracker {
     mutating func dependOnWrite(_ buffer: BufferKind, _ run: Range<Int32>) {
         for c in run {
             let s = storage.slot(buffer, Int(c))
-            if lastWriter[s] >= 0 { found.append(lastWriter[s]) }
+            if lastWriter[s] >= 0 { found(lastWriter[s]) }
             var r = readerHead[s]
             while r >= 0 {
-                found.append(readerOp[Int(r)])
+                found(readerOp[Int(r)])
                 r = readerNext[Int(r)]
             }
         }
@@ -249,9 +287,14 @@ private struct SlotTracker {
     mutating func recordRead(_ buffer: BufferKind, _ run: Range<Int32>, by op: Int32) {
         for c in run {
             let s = storage.slot(buffer, Int(c))
-            readerOp.append(op)
-            readerNext.append(readerHead[s])
-            readerHead[s] = Int32(readerOp.count - 1)
+            if readers == readerOp.count {
+                SlotTracker.grow(&readerOp, keeping: readers)
+                SlotTracker.grow(&readerNext, keeping: readers)
+            }
+            readerOp[readers] = op
+            readerNext[readers] = readerHead[s]
+            readerHead[s] = Int32(readers)
+            readers += 1
         }
     }
 
@@ -265,15 +308,12 @@ private struct SlotTracker {
 
     /// Appends the dependencies found, sorted and without repeats, leaving out `op` itself.
     mutating func appendFound(to list: inout [Int32], except op: Int32) {
-        if found.count > 1 {
-            found.sort()
-            var unique = 0
-            for v in found where unique == 0 || found[unique - 1] != v {
-                found[unique] = v
-                unique += 1
-            }
-            found.removeLast(found.count - unique)
+        var found = UnsafeMutableBufferPointer(rebasing: foundList[0..<foundCount])
+        if found.count > 1 { found.sort() }
+        var previous: Int32 = -1
+        for p in found where p != previous {
+            previous = p
+            if p != op { list.append(p) }
         }
-        for p in found where p != op { list.append(p) }
     }
 }

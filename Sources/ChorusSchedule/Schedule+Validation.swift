@@ -93,14 +93,40 @@ extension Schedule {
         static func channel(_ key: Int64) -> Int { Int(key & 0xFFFF_FFFF) }
     }
 
+    /// Consecutive ops of one message queue, not yet in the queue dictionary.
+    private struct QueueRun {
+        var key: Int64 = -1
+        var ops: [Int32] = []
+
+        mutating func append(_ op: Int32, key: Int64, flushingInto queues: inout [Int64: [Int32]]) {
+            if key != self.key {
+                flush(into: &queues)
+                self.key = key
+            }
+            ops.append(op)
+        }
+
+        mutating func flush(into queues: inout [Int64: [Int32]]) {
+            guard !ops.isEmpty else { return }
+            queues[key, default: []].append(contentsOf: ops)
+            ops.removeAll(keepingCapacity: true)
+        }
+    }
+
     /// The checks of one rank's ops that need no other rank, and its message queues.
     private func checkOps(of r: Int, _ program: RankProgram) throws -> RankQueues {
         let k = layout.chunksPerBlock
         var queues = RankQueues()
+        // Runs of messages to one queue are gathered before they go into the dictionary.
+        var sendRun = QueueRun(), recvRun = QueueRun()
         try program.ops.withUnsafeBufferPointer { ops in
             for i in 0..<ops.count {
-                let op = ops[i]
-                func fail(_ what: String) -> ScheduleError { .malformed("rank \(r), op \(i) (\(describe(op))): \(what)") }
+                // The common op is checked through its shape (copying it would retain its arrays).
+                let shape = ops[i].shape
+                let source = shape.oneRunEach ? shape.sourceSlice : ops[i].source
+                let destination = shape.oneRunEach ? shape.destinationSlice : ops[i].destination
+                let op = (kind: shape.kind, peer: ops[i].peer, channel: ops[i].channel, reducing: shape.reducing)
+                func fail(_ what: String) -> ScheduleError { .malformed("rank \(r), op \(i) (\(describe(ops[i]))): \(what)") }
                 func check(_ slice: BufferSlice?) throws {
                     guard let slice else { return }
                     let limit = layout.chunkCount(slice.buffer)
@@ -120,8 +146,8 @@ extension Schedule {
                         for j in 1..<all.count where all[j] == all[j - 1] { throw fail("names \(slice.buffer) chunk \(all[j]) twice") }
                     }
                 }
-                try check(op.source)
-                try check(op.destination)
+                try check(source)
+                try check(destination)
                 switch op.kind {
                 case .send, .recv:
                     guard (0..<ranks).contains(Int(op.peer)) else { throw fail("peer \(op.peer) is not a rank (0...\(ranks - 1))") }
@@ -129,21 +155,21 @@ extension Schedule {
                     guard (0..<channels).contains(Int(op.channel)) else { throw fail("channel \(op.channel) does not exist (0...\(channels - 1))") }
                     let key = RankQueues.key(peer: Int(op.peer), channel: Int(op.channel))
                     if op.kind == .send {
-                        guard op.source != nil, op.destination == nil else { throw fail("a send needs exactly a source") }
-                        queues.sends[key, default: []].append(Int32(i))
+                        guard source != nil, destination == nil else { throw fail("a send needs exactly a source") }
+                        sendRun.append(Int32(i), key: key, flushingInto: &queues.sends)
                     } else {
-                        guard let d = op.destination else { throw fail("a receive needs a destination") }
-                        if let o = op.source, o.chunks.count != d.chunks.count {
+                        guard let d = destination else { throw fail("a receive needs a destination") }
+                        if let o = source, o.chunks.count != d.chunks.count {
                             throw fail("the reduce operand has \(o.chunks.count) chunks but the destination has \(d.chunks.count)")
                         }
-                        if let o = op.source, !Schedule.sameProfile(o.chunks, d.chunks, k) {
+                        if let o = source, !Schedule.sameProfile(o.chunks, d.chunks, k) {
                             throw fail("the reduce operand's chunks differ in size from the destination's")
                         }
-                        if op.source != nil && !op.reducing { throw fail("only a reducing receive takes an operand") }
-                        queues.recvs[key, default: []].append(Int32(i))
+                        if source != nil && !op.reducing { throw fail("only a reducing receive takes an operand") }
+                        recvRun.append(Int32(i), key: key, flushingInto: &queues.recvs)
                     }
                 case .copy, .reduce:
-                    guard let s = op.source, let d = op.destination else { throw fail("needs a source and a destination") }
+                    guard let s = source, let d = destination else { throw fail("needs a source and a destination") }
                     guard s.chunks.count == d.chunks.count else {
                         throw fail("reads \(s.chunks.count) chunks but writes \(d.chunks.count)")
                     }
@@ -151,11 +177,13 @@ extension Schedule {
                         throw fail("source and destination chunks differ in size (they must sit at the same positions within their blocks)")
                     }
                 }
-                for a in op.explicitAfter ?? [] where a < 0 || Int(a) >= i {
+                for a in shape.oneRunEach ? [] : ops[i].after where a < 0 || Int(a) >= i {
                     throw fail("'after' names op \(a); it may name only earlier ops (0...\(i - 1))")
                 }
             }
         }
+        sendRun.flush(into: &queues.sends)
+        recvRun.flush(into: &queues.recvs)
         return queues
     }
 
@@ -206,7 +234,7 @@ struct OpNumbering: Sendable {
     }
 }
 
-/// One op as the engine sees it, in one 48-byte record (a proof visits ops in an order that
+/// One op as the engine sees it, in one 52-byte record (a proof visits ops in an order that
 /// jumps between ranks, so everything the engine and the checker's common case read about an op
 /// sits in one or two cache lines).
 struct EngineNode {
@@ -216,7 +244,11 @@ struct EngineNode {
     /// The previous and next op of this op's message queue (global ids), or `-1`.
     var queuePredecessor: Int32 = -1
     var queueSuccessor: Int32 = -1
-    /// This op's successors: `successorCount` global ids from `successorStart` in its rank's list.
+    /// This op's successors (global ids): up to two inline, more as `successorCount` entries
+    /// from `successorStart` in its rank's list (reading a list costs a cache miss, and most
+    /// ops have one or two).
+    var successor0: Int32 = -1
+    var successor1: Int32 = -1
     var successorStart: Int32 = 0
     var successorCount: Int32 = 0
     var predecessorCount: Int32 = 0
@@ -304,25 +336,21 @@ struct RendezvousRunner {
                     if g.queueSuccessor[i] >= 0 { node.queueSuccessor = id(g.queueSuccessor[i]) }
                     node.successorStart = g.successorOffsets[i]
                     node.successorCount = g.successorOffsets[i + 1] - g.successorOffsets[i]
+                    if node.successorCount >= 1 { node.successor0 = list[Int(node.successorStart)] }
+                    if node.successorCount >= 2 { node.successor1 = list[Int(node.successorStart) + 1] }
                     // Field by field: copying the op would retain its arrays.
-                    let kind = ops[i].kind
-                    // The slice read: a send's, copy's or reduce's source; a reducing receive's operand.
-                    let readsSource = kind != .recv || (ops[i].reducing && ops[i].source != nil)
-                    let readsDestination = kind == .recv && ops[i].reducing && ops[i].source == nil
-                    if readsSource {
-                        node.readBuffer = ops[i].source!.buffer
-                        node.readFirst = ops[i].source!.chunks.first.lowerBound
-                        node.runLength = Int32(ops[i].source!.chunks.first.count)
-                    } else if readsDestination {
-                        node.readBuffer = ops[i].destination!.buffer
-                        node.readFirst = ops[i].destination!.chunks.first.lowerBound
+                    let shape = ops[i].shape
+                    if let (buffer, run) = shape.read {
+                        node.readBuffer = buffer
+                        node.readFirst = run.lowerBound
+                        node.runLength = Int32(run.count)
                     }
-                    if kind != .send {
-                        node.writtenBuffer = ops[i].destination!.buffer
-                        node.writtenFirst = ops[i].destination!.chunks.first.lowerBound
-                        node.runLength = Int32(ops[i].destination!.chunks.first.count)
+                    if let (buffer, run) = shape.written {
+                        node.writtenBuffer = buffer
+                        node.writtenFirst = run.lowerBound
+                        node.runLength = Int32(run.count)
                     }
-                    node.singleRun = ops[i].source?.chunks.rest == nil && ops[i].destination?.chunks.rest == nil
+                    node.singleRun = shape.oneRunEach
                     out[numbering.id(rank: r, op: i)] = node
                 }
             }
@@ -371,12 +399,17 @@ struct RendezvousRunner {
         @inline(__always) func complete(_ id: Int) {
             progress[id].flags |= doneFlag
             let node = nodes[id]
-            let list = lists[Int(node.rank)]
-            for j in Int(node.successorStart)..<Int(node.successorStart + node.successorCount) {
-                let s = Int(list[j])
+            @inline(__always) func release(_ s: Int) {
                 progress[s].remaining -= 1
                 enqueue(s)
             }
+            if node.successorCount <= 2 {
+                if node.successorCount >= 1 { release(Int(node.successor0)) }
+                if node.successorCount == 2 { release(Int(node.successor1)) }
+                return
+            }
+            let list = lists[Int(node.rank)]
+            for j in Int(node.successorStart)..<Int(node.successorStart + node.successorCount) { release(Int(list[j])) }
         }
         for id in 0..<total { enqueue(id) }
 

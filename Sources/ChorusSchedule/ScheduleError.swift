@@ -14,7 +14,7 @@ public enum ScheduleError: Error, CustomStringConvertible, Sendable {
     /// Execution can reach a state where no op can proceed.
     case deadlock(String)
     /// A generator cannot build this schedule (e.g. a torus algorithm on a rank count that is
-    /// not a torus).
+    /// not a torus), or a proof of it would not fit in this machine's memory.
     case unsupported(String)
 
     public var description: String {

@@ -2,11 +2,12 @@
 import Glibc
 #endif
 
-/// A large zero-filled buffer straight from `mmap`.
+/// A large zero-filled buffer straight from `mmap`, reserved without committing memory (pages
+/// cost memory only once touched, so a buffer sized for the worst case may be mostly unused).
 ///
-/// The symbolic checker's bitsets are `ranks × chunks × ranks` bits (134 MB for a 1,024-rank
-/// ring all-reduce). Fresh anonymous mappings are already zero, so the memory is not cleared
-/// twice. (Huge pages were tried: on the development VM first touch of fresh memory runs at
+/// The symbolic checker's slots live here, and its pool of bitsets, sized for every slot
+/// (`ranks × chunks × ranks` bits) but touched only by slots whose sets are not runs. Fresh
+/// anonymous mappings are already zero, so the memory is not cleared twice. (Huge pages were tried: on the development VM first touch of fresh memory runs at
 /// 0.5 GB/s with 4 KiB pages and 0.3 GB/s with transparent huge pages, so none are asked for.)
 final class ZeroedMemory<Element> {
     let buffer: UnsafeMutableBufferPointer<Element>
@@ -14,7 +15,7 @@ final class ZeroedMemory<Element> {
 
     init(count: Int) {
         bytes = max(count * MemoryLayout<Element>.stride, 1)
-        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let address, address != MAP_FAILED else {
             // Out of address space: this is a programmer-sized request, not user input.
             preconditionFailure("mmap of \(bytes) bytes failed (errno \(errno))")

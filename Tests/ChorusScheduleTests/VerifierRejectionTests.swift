@@ -30,10 +30,34 @@ func twoRankRing(_ edit: (inout [RankProgram]) -> Void = { _ in }) -> Schedule {
     return Schedule(algorithm: "hand", collective: .allReduce, ranks: 2, layout: .standard(.allReduce, ranks: 2, chunksPerBlock: 2), programs: programs)
 }
 
+/// A 4-rank all-reduce of one chunk that pairs ranks two apart first (`r ^ 2`, then `r ^ 1`):
+/// its partial sums, {0, 2} and {1, 3}, are not cyclic runs of ranks, so the verifier keeps
+/// them as bitsets. Messages go through scratch, so the schedule is correct in place too.
+/// `second` picks the second partner (`r ^ 2` again doubles the first sums).
+func strideTwoPairs(second: (Int) -> Int = { $0 ^ 1 }, stages: Int = 2) -> Schedule {
+    let programs = (0..<4).map { r -> RankProgram in
+        let output = BufferSlice(.output, chunk: 0)
+        var ops: [Op] = [.copy(from: BufferSlice(.input, chunk: 0), to: output),
+                         .send(to: r ^ 2, output), .recv(from: r ^ 2, into: BufferSlice(.scratch, chunk: 0)),
+                         .reduce(from: BufferSlice(.scratch, chunk: 0), into: output)]
+        if stages == 2 {
+            ops += [.copy(from: output, to: BufferSlice(.scratch, chunk: 1)),
+                    .send(to: second(r), BufferSlice(.scratch, chunk: 1)), .recvReduce(from: second(r), into: output)]
+        }
+        return RankProgram(ops)
+    }
+    return Schedule(algorithm: "hand", collective: .allReduce, ranks: 4,
+                    layout: .standard(.allReduce, ranks: 4, chunksPerBlock: 1, scratchBlocks: 2), programs: programs)
+}
+
 @Suite("The verifier rejects broken schedules")
 struct VerifierRejectionTests {
     @Test func theHandWrittenRingIsCorrect() throws {
         try SymbolicChecker.verify(twoRankRing())
+    }
+
+    @Test func setsThatAreNotRunsOfRanksAreProvenToo() throws {
+        try SymbolicChecker.verify(strideTwoPairs())
     }
 
     static let cases: [Broken] = [
@@ -81,6 +105,10 @@ struct VerifierRejectionTests {
             // Receiving into the block that, in place, is the input being sent.
             RankProgram([.send(to: 1 - r, .init(.input, chunk: 0)), .recv(from: 1 - r, into: .init(.output, chunk: r))])
         }), expected: "the schedule can deadlock: no op can proceed; rank 0 at op 0 (send to rank 1 (input chunk 0)): posted, but rank 1 has not posted the matching receive; rank 1 is stuck at op 0 (send to rank 0 (input chunk 0)); rank 1 at op 0 (send to rank 0 (input chunk 0)): posted, but rank 0 has not posted the matching receive; rank 0 is stuck at op 0 (send to rank 1 (input chunk 0))"),
+        Broken(name: "a doubled contribution in a set that is not a run", schedule: strideTwoPairs(second: { $0 ^ 2 }),
+               expected: "the schedule is wrong: rank 2, op 6 (recv from rank 0 (into output chunk 0, reducing)): the contributions of ranks 0, 2 to chunk 0 would be counted twice in output chunk 0"),
+        Broken(name: "missing contributions from a set that is not a run", schedule: strideTwoPairs(stages: 1),
+               expected: "the schedule is wrong: after every op, rank 0's output chunk 0 is missing the contributions of ranks 1, 3; it should hold input chunk 0 of every rank"),
     ]
 
     @Test(arguments: cases)

@@ -59,6 +59,7 @@ struct VerifyCommand: ParsableCommand {
                 schedule = try algorithm.generate(CollectiveSpec(collective, ranks: ranks, root: root), context: context)
                 name = "\(algorithm.id) \(collective) on \(ranks) ranks"
             }
+            try SymbolicChecker.checkFitsInMemory(schedule)
             let programs = schedule.allPrograms()
             try SymbolicChecker.verify(schedule, programs: programs)
             let ops = programs.reduce(0) { $0 + $1.count }
