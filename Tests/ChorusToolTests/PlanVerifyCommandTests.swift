@@ -79,4 +79,21 @@ struct PlanVerifyCommandTests {
         #expect(try runChorus(["verify", "--algo", "nope"]).status == 64)
         #expect(try runChorus(["verify", "/no/such.json"]).status == 1)
     }
+
+    @Test func aProofTooLargeForThisMachineIsRefusedBeforeItStarts() throws {
+        let r = try runChorus(["verify", "--algo", "ring", "--ranks", "65536"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("proving ring all-reduce on 65536 ranks (about 17,179,607,040 ops) needs about"), "\(r.stderr)")
+        #expect(r.stderr.contains("Verify fewer ranks."))
+    }
+
+    @Test func helpShowsSizeDefaultsAsTheyAreTyped() throws {
+        let bench = try runChorus(["bench", "--help"])
+        #expect(bench.stdout.contains("(default: 32M)"), "\(bench.stdout)")
+        for command in ["bench", "sim", "plan"] {
+            let help = try runChorus([command, "--help"])
+            #expect(help.status == 0)
+            #expect(!help.stdout.contains("SizeArgument"), "\(command): \(help.stdout)")
+        }
+    }
 }

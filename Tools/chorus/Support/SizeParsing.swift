@@ -11,6 +11,14 @@ struct SizeArgument: ExpressibleByArgument, Sendable {
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
+
+    /// How `--help` shows a default: as it would be typed (`32M`, `1G`, `8`).
+    var defaultValueDescription: String {
+        for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes > 0 && bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(suffix)"
+        }
+        return String(bytes)
+    }
 }
 
 extension Collective: ExpressibleByArgument {
