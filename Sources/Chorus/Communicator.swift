@@ -148,7 +148,11 @@ public final class Communicator: @unchecked Sendable {
             return
         }
         let ticket = engine.takeTicket()
-        try engine.withTurn(ticket) { () throws(ChorusError) in try engine.run(try executions([(self, call)])) }
+        try engine.withTurn(ticket) { () throws(ChorusError) in
+            // A lone call: its executions directly (what `executions` gives for one call).
+            var used = Set<ObjectIdentifier>()
+            try engine.run(try prepare(call, slot: 1, used: &used, inGroup: false))
+        }
     }
 
     /// Runs a checked call on the progress thread.

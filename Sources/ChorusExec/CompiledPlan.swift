@@ -37,6 +37,12 @@ public final class CompiledPlan: @unchecked Sendable {
     /// Bytes in the instance's message (sends and receives).
     let messageBytes: [Int]
 
+    /// Per op: kind, peer and whether a receive reduces, as plain arrays (reading an `Op` copies
+    /// its optional arrays, and the executor reads these on every post and completion).
+    let opKind: [Op.Kind]
+    let opPeer: [Int32]
+    let opReducing: [Bool]
+
     /// Mutable run state, reused call after call (a communicator runs one operation at a time).
     let state: RunState
 
@@ -52,6 +58,9 @@ public final class CompiledPlan: @unchecked Sendable {
         let layout = schedule.layout
         let program = program ?? schedule.program(for: rank)
         ops = program.ops
+        opKind = program.ops.map(\.kind)
+        opPeer = program.ops.map(\.peer)
+        opReducing = program.ops.map(\.reducing)
         graph = ProgramGraph(program: program, storage: StorageMap(layout: layout, collective: schedule.collective, rank: rank, aliased: true))
         let es = dataType.size
         slices = plan.slices(blockElements: m, elementSize: es)

@@ -77,17 +77,33 @@ public final class Executor {
     /// The registered region for a caller buffer (registrations are kept across calls, keyed by
     /// address; a buffer that grew is registered again).
     private func region(for base: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion {
-        if let r = regions[base], r.length >= length { return r }
-        if let old = regions[base] { transport.deregister(old) }
+        // A call's input and output are usually the last call's: skip the hash for them.
+        if let r = recentRegions.0, r.base == base, r.length >= length { return r }
+        if let r = recentRegions.1, r.base == base, r.length >= length { return r }
+        if let r = regions[base], r.length >= length {
+            remember(r)
+            return r
+        }
+        if let old = regions[base] {
+            transport.deregister(old)
+            recentRegions = (nil, nil)
+        }
         let r = try transport.register(base, length: max(length, 1))
         regions[base] = r
+        remember(r)
         return r
     }
+
+    /// The two regions used last (a call's input and output).
+    private var recentRegions: (TransportRegion?, TransportRegion?) = (nil, nil)
+
+    private func remember(_ r: TransportRegion) { recentRegions = (r, recentRegions.0) }
 
     /// Forgets registrations of caller buffers (call when buffers may have been freed).
     public func forgetRegistrations() {
         for r in regions.values { transport.deregister(r) }
         regions.removeAll()
+        recentRegions = (nil, nil)
     }
 
     private func scratchMemory(_ bytes: Int) throws -> (UnsafeMutableRawPointer, TransportRegion) {
@@ -116,20 +132,13 @@ public final class Executor {
     ///   - isAborted: checked whenever the executor would wait; a non-nil reason stops the run.
     /// - Throws: `ExecutionError`.
     public func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?) throws {
-        // Input, output and scratch of one execution (fields, not arrays: no allocation per call).
-        struct Bound {
-            var base: (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) = (nil, nil, nil)
-            var region: (TransportRegion?, TransportRegion?, TransportRegion?) = (nil, nil, nil)
-
-            func base(_ kind: BufferKind) -> UnsafeMutableRawPointer? {
-                kind == .input ? base.0 : (kind == .output ? base.1 : base.2)
-            }
-
-            func region(_ kind: BufferKind) -> TransportRegion? {
-                kind == .input ? region.0 : (kind == .output ? region.1 : region.2)
-            }
-        }
+        // Reused call after call, like the lists below.
         var bound: [Bound] = []
+        swap(&bound, &self.bound)
+        defer {
+            bound.removeAll(keepingCapacity: true)
+            swap(&bound, &self.bound)
+        }
         var total = 0
         for e in executions {
             let c = e.compiled
@@ -229,9 +238,9 @@ public final class Executor {
             s.posted[x] = true
             let q = Int(c.queueSuccessor[x])
             if q >= 0 { pending.append(j << 40 | q) }
-            let op = c.ops[x / T]
+            let i = x / T
             let es = c.dataType.size
-            switch op.kind {
+            switch c.opKind[i] {
             case .copy:
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
@@ -249,7 +258,7 @@ public final class Executor {
             case .send:
                 let src = c.segments(x, 0)
                 let bytes = c.messageBytes[x]
-                var request = TransportRequest(peer: worldRank(e, Int(op.peer)), stream: e.streamBase | c.streamLow[x],
+                var request = TransportRequest(peer: worldRank(e, Int(c.opPeer[i])), stream: e.streamBase | c.streamLow[x],
                                                region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
                 if src.count == 1 && bytes > 0 {
                     (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
@@ -267,10 +276,10 @@ public final class Executor {
             case .recv:
                 let dst = c.segments(x, 1), operand = c.segments(x, 2)
                 let bytes = c.messageBytes[x]
-                var request = TransportRequest(peer: worldRank(e, Int(op.peer)), stream: e.streamBase | c.streamLow[x],
+                var request = TransportRequest(peer: worldRank(e, Int(c.opPeer[i])), stream: e.streamBase | c.streamLow[x],
                                                region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
                 var direct = dst.count == 1 && bytes > 0
-                if direct && op.reducing {
+                if direct && c.opReducing[i] {
                     // Landing in the destination would overwrite an operand it overlaps.
                     let d = pointer(j, c, dst.lowerBound), o = pointer(j, c, operand.lowerBound)
                     let length = c.segmentLength[dst.lowerBound]
@@ -290,16 +299,16 @@ public final class Executor {
         /// A receive finished: check its signature, then combine or scatter what arrived.
         func received(_ j: Int, _ x: Int, tag: UInt64, length: Int) throws {
             let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
-            let op = c.ops[x / T]
+            let i = x / T, reducing = c.opReducing[i]
             if tag != e.tag {
                 let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
                 let ours = CallSignature(packed: e.tag)?.description ?? "tag \(e.tag)"
-                throw ExecutionError.mismatch(peer: worldRank(e, Int(op.peer)), rank: transport.rank, theirs: theirs, ours: ours)
+                throw ExecutionError.mismatch(peer: worldRank(e, Int(c.opPeer[i])), rank: transport.rank, theirs: theirs, ours: ours)
             }
             guard length == c.messageBytes[x] else {
-                let peer = worldRank(e, Int(op.peer))
+                let peer = worldRank(e, Int(c.opPeer[i]))
                 throw ExecutionError.transport(TransportError(.protocolViolation, peer: peer,
-                    "rank \(peer) sent \(length) bytes where rank \(transport.rank) expected \(c.messageBytes[x]) (op \(x / c.pieces), \(op.summary)); the ranks run the same call with different plans (is CHORUS_ALGO or CHORUS_TOPO_FILE set differently?)"))
+                    "rank \(peer) sent \(length) bytes where rank \(transport.rank) expected \(c.messageBytes[x]) (op \(i), \(c.ops[i].summary)); the ranks run the same call with different plans (is CHORUS_ALGO or CHORUS_TOPO_FILE set differently?)"))
             }
             let es = c.dataType.size
             let dst = c.segments(x, 1), operand = c.segments(x, 2)
@@ -310,7 +319,7 @@ public final class Executor {
                     let length = c.segmentLength[d]
                     if length > 0 {
                         let into = pointer(j, c, d)
-                        if op.reducing {
+                        if reducing {
                             ReductionKernels.reduce(e.reduceOp, c.dataType, count: length / es, a: pointer(j, c, operand.lowerBound + n), b: base + offset, into: into)
                         } else {
                             ReductionKernels.copy(to: into, from: base + offset, count: length)
@@ -320,7 +329,7 @@ public final class Executor {
                 }
                 freeStaging.append(Int(s.staging[x]))
                 s.staging[x] = -1
-            } else if op.reducing && c.messageBytes[x] > 0 {
+            } else if reducing && c.messageBytes[x] > 0 {
                 let d = pointer(j, c, dst.lowerBound)
                 ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.messageBytes[x] / es, a: pointer(j, c, operand.lowerBound), b: d, into: d)
             }
@@ -359,7 +368,7 @@ public final class Executor {
                 for completion in completions {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
                     let c = executions[j].compiled
-                    if c.ops[x / c.pieces].kind == .recv {
+                    if c.opKind[x / c.pieces] == .recv {
                         try received(j, x, tag: completion.tag, length: completion.length)
                     } else if c.state.staging[x] >= 0 {
                         freeStaging.append(Int(c.state.staging[x]))
@@ -383,6 +392,9 @@ public final class Executor {
         }
     }
 
+    /// Per execution of the current run: its buffers (see `Bound`).
+    private var bound: [Bound] = []
+
     @exclusivity(unchecked) private var zero: (UnsafeMutableRawBufferPointer, TransportRegion)?
 
     /// A registered placeholder for zero-byte messages.
@@ -405,5 +417,19 @@ public final class Executor {
             }
         }
         return .timeout(rank: transport.rank, peer: nil, after: after, waitingFor: "no message in flight")
+    }
+}
+
+/// Input, output and scratch of one execution (fields, not arrays: no allocation per call).
+private struct Bound {
+    var base: (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) = (nil, nil, nil)
+    var region: (TransportRegion?, TransportRegion?, TransportRegion?) = (nil, nil, nil)
+
+    func base(_ kind: BufferKind) -> UnsafeMutableRawPointer? {
+        kind == .input ? base.0 : (kind == .output ? base.1 : base.2)
+    }
+
+    func region(_ kind: BufferKind) -> TransportRegion? {
+        kind == .input ? region.0 : (kind == .output ? region.1 : region.2)
     }
 }

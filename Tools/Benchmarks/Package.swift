@@ -23,6 +23,7 @@ let package = Package(
         .executableTarget(
             name: "RuntimeLatency",
             dependencies: [
+                "CBaselineLoops",
                 "RuntimeBenchSupport",
                 .product(name: "Chorus", package: "swift-chorus"),
                 .product(name: "ChorusTransport", package: "swift-chorus"),

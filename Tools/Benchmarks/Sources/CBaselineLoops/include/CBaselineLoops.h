@@ -11,4 +11,7 @@ void baseline_add_bf16(uint16_t *a, const uint16_t *b, size_t n);
 // memcpy of n bytes (what one core can move: the bandwidth ceiling of any kernel here).
 void baseline_copy(void *to, const void *from, size_t n);
 
+// Pins the calling thread to one CPU (latency benchmarks keep their two ranks apart); 0 on success.
+int bench_pin_to_cpu(int cpu);
+
 #endif
