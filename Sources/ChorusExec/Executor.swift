@@ -197,8 +197,9 @@ public final class Executor {
         }
 
         var doneCount = 0
-        let start = ContinuousClock.now
-        var lastProgress = start
+        // When something last completed; read from the clock only once the run has to wait
+        // (a small call usually never does).
+        var lastProgress: ContinuousClock.Instant?
         var progressed = false
 
         func pointer(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> UnsafeMutableRawPointer {
@@ -355,13 +356,14 @@ public final class Executor {
                 if completions.isEmpty {
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }
                     let now = ContinuousClock.now
-                    if progressed {
+                    if progressed || lastProgress == nil {
                         // Something completed since the last wait: the timeout starts over.
                         lastProgress = now
                         progressed = false
                     }
-                    if now - lastProgress > timeout { throw timeoutError(executions, after: now - lastProgress) }
-                    try transport.waitForActivity(until: min(now + .milliseconds(100), lastProgress + timeout))
+                    let since = lastProgress!
+                    if now - since > timeout { throw timeoutError(executions, after: now - since) }
+                    try transport.waitForActivity(until: min(now + .milliseconds(100), since + timeout))
                     continue
                 }
                 progressed = true

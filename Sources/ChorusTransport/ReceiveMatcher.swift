@@ -23,29 +23,93 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
         }
     }
 
-    // Queues stay in the tables once made (a collective reuses its streams call after call) and
-    // are changed in place, never copied out. The methods are inlinable so that each transport
-    // gets them specialized for its message type (generic dictionary code looked up type
-    // metadata on every message).
-    @usableFromInline var posted: [Key: [TransportRequest]] = [:]
-    @usableFromInline var early: [Key: [Early]] = [:]
+    /// One (peer, stream)'s receives waiting for messages and messages waiting for receives
+    /// (one of the two is empty), oldest at `head`: taking the oldest moves an index, not the
+    /// array.
+    @usableFromInline struct Queue {
+        @usableFromInline var key: Key
+        @usableFromInline var posted: [TransportRequest] = []
+        @usableFromInline var postedHead = 0
+        @usableFromInline var early: [Early] = []
+        @usableFromInline var earlyHead = 0
+
+        @inlinable init(key: Key) { self.key = key }
+
+        @inlinable var firstPosted: TransportRequest? { postedHead < posted.count ? posted[postedHead] : nil }
+        @inlinable var firstEarly: Early? { earlyHead < early.count ? early[earlyHead] : nil }
+        @inlinable var hasPosted: Bool { postedHead < posted.count }
+
+        // Taken entries are dropped when the queue empties, or in one move once they are
+        // half of it (a stream that never drains stays bounded).
+        @inlinable mutating func dropFirstPosted() {
+            postedHead += 1
+            if postedHead == posted.count {
+                posted.removeAll(keepingCapacity: true)
+                postedHead = 0
+            } else if postedHead >= 32 && postedHead * 2 >= posted.count {
+                posted.removeFirst(postedHead)
+                postedHead = 0
+            }
+        }
+
+        @inlinable mutating func dropFirstEarly() {
+            earlyHead += 1
+            if earlyHead == early.count {
+                early.removeAll(keepingCapacity: true)
+                earlyHead = 0
+            } else if earlyHead >= 32 && earlyHead * 2 >= early.count {
+                early.removeFirst(earlyHead)
+                earlyHead = 0
+            }
+        }
+    }
+
+    // Queues stay once made (a collective reuses its streams call after call) and are changed
+    // in place, never copied out. The two queues used last are found without hashing (a call
+    // sends and receives on a few streams, over and over). The methods are inlinable so that
+    // each transport gets them specialized for its message type (generic dictionary code looked
+    // up type metadata on every message).
+    @usableFromInline var queues: [Queue] = []
+    @usableFromInline var indexOf: [Key: Int] = [:]
+    @usableFromInline var recent: (Int, Int) = (-1, -1)
 
     public init() {}
+
+    /// The index of `key`'s queue, made on first use.
+    @inlinable
+    mutating func queue(_ key: Key) -> Int {
+        if recent.0 >= 0 && queues[recent.0].key == key { return recent.0 }
+        if recent.1 >= 0 && queues[recent.1].key == key {
+            recent = (recent.1, recent.0)
+            return recent.0
+        }
+        let q: Int
+        if let found = indexOf[key] {
+            q = found
+        } else {
+            q = queues.count
+            queues.append(Queue(key: key))
+            indexOf[key] = q
+        }
+        recent = (q, recent.0)
+        return q
+    }
 
     /// A message from `peer` on `stream` starts arriving: the oldest receive posted for it, or
     /// `nil` (then `keep` the message).
     @inlinable
     public mutating func arrival(peer: Int, stream: UInt64) -> TransportRequest? {
-        let key = Key(peer: peer, stream: stream)
-        guard let r = posted[key]?.first else { return nil }
-        posted[key]!.removeFirst()
+        let q = queue(Key(peer: peer, stream: stream))
+        guard let r = queues[q].firstPosted else { return nil }
+        queues[q].dropFirstPosted()
         return r
     }
 
     /// Holds a message no receive was posted for.
     @inlinable
     public mutating func keep(_ message: Early, peer: Int, stream: UInt64) {
-        early[Key(peer: peer, stream: stream), default: []].append(message)
+        let q = queue(Key(peer: peer, stream: stream))
+        queues[q].early.append(message)
     }
 
     /// A receive is posted. Returns a held message that has fully arrived, for the transport to
@@ -53,16 +117,16 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
     /// the message still arriving).
     @inlinable
     public mutating func post(_ request: TransportRequest) -> Early? {
-        let key = Key(peer: request.peer, stream: request.stream)
-        if let first = early[key]?.first, first.claimant == nil {
+        let q = queue(Key(peer: request.peer, stream: request.stream))
+        if let first = queues[q].firstEarly, first.claimant == nil {
             if first.isComplete {
-                early[key]!.removeFirst()
+                queues[q].dropFirstEarly()
                 return first
             }
             first.claimant = request
             return nil
         }
-        posted[key, default: []].append(request)
+        queues[q].posted.append(request)
         return nil
     }
 
@@ -72,19 +136,20 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
     public mutating func completed(_ message: Early, peer: Int, stream: UInt64) -> TransportRequest? {
         guard let claimant = message.claimant else { return nil }
         // Claims go in order and one peer's messages arrive one at a time, so it is the oldest.
-        early[Key(peer: peer, stream: stream)]?.removeFirst()
+        let q = queue(Key(peer: peer, stream: stream))
+        if queues[q].firstEarly != nil { queues[q].dropFirstEarly() }
         return claimant
     }
 
     /// Whether a posted receive waits for `peer` on a stream `matching` accepts.
     @inlinable
     public func awaits(peer: Int, where matching: (UInt64) -> Bool) -> Bool {
-        posted.contains { $0.key.peer == peer && !$0.value.isEmpty && matching($0.key.stream) }
+        queues.contains { $0.key.peer == peer && $0.hasPosted && matching($0.key.stream) }
     }
 
     /// The peers some posted receive waits for.
     @inlinable
     public var awaitedPeers: Set<Int> {
-        Set(posted.lazy.filter { !$0.value.isEmpty }.map(\.key.peer))
+        Set(queues.lazy.filter(\.hasPosted).map(\.key.peer))
     }
 }

@@ -221,13 +221,28 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
     }
 
-    /// Writes as many fragments of queued sends to `peer` as its ring has room for.
+    /// Writes as many fragments of queued sends to `peer` as its ring has room for. When one
+    /// does not fit, raises the ring's `senderWaiting` flag and looks once more (the receiver
+    /// stores its tail before it reads the flag, both sequentially consistent, so either this
+    /// rank sees the room or the receiver sees the flag and rings).
     private func push(to peer: Int) {
+        while pushOnce(to: peer) {
+            let ring = segments[peer].ring(from: rank)
+            let tailSeen = ring.tail.pointee.load(ordering: .sequentiallyConsistent)
+            ring.senderWaiting.pointee.store(1, ordering: .sequentiallyConsistent)
+            guard ring.tail.pointee.load(ordering: .sequentiallyConsistent) != tailSeen else { return }
+            ring.senderWaiting.pointee.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// One pass of `push`; returns whether it stopped for lack of room in the ring.
+    private func pushOnce(to peer: Int) -> Bool {
         let ring = segments[peer].ring(from: rank)
         var head = ring.head.pointee.load(ordering: .relaxed)
         var tail = ring.tail.pointee.load(ordering: .acquiring)
         let capacity = UInt64(ring.capacity)
         var wrote = false
+        var full = false
         while outgoingHead[peer] < outgoing[peer].count {
             var o = outgoing[peer][outgoingHead[peer]]
             let remaining = o.request.length - o.sent
@@ -244,7 +259,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 // Pad to the end and start over at the beginning.
                 if capacity - (head - tail) < contiguous + need {
                     tail = ring.tail.pointee.load(ordering: .acquiring)
-                    if capacity - (head - tail) < contiguous + need { break }
+                    if capacity - (head - tail) < contiguous + need {
+                        full = true
+                        break
+                    }
                 }
                 (ring.data + Int(position)).storeBytes(of: Ring.pad, as: UInt64.self)
                 head += contiguous
@@ -252,7 +270,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             if capacity - (head - tail) < need {
                 tail = ring.tail.pointee.load(ordering: .acquiring)
-                if capacity - (head - tail) < need { break }
+                if capacity - (head - tail) < need {
+                    full = true
+                    break
+                }
             }
             let record = ring.data + Int(position)
             if direct {
@@ -293,6 +314,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             outgoingHead[peer] = 0
         }
         if wrote { segments[peer].ring() }
+        return full
     }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
@@ -371,9 +393,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 incoming[peer] = m
             }
         }
-        ring.tail.pointee.store(tail, ordering: .releasing)
-        // The sender may be waiting for room.
-        segments[peer].ring()
+        ring.tail.pointee.store(tail, ordering: .sequentiallyConsistent)
+        // Ring the sender only if it is waiting for room (see `push`).
+        if ring.senderWaiting.pointee.load(ordering: .sequentiallyConsistent) != 0,
+           ring.senderWaiting.pointee.exchange(0, ordering: .sequentiallyConsistent) != 0 {
+            segments[peer].ring()
+        }
     }
 
     private func start(peer: Int, stream: UInt64, tag: UInt64, total: Int) -> Incoming {

@@ -205,6 +205,11 @@ struct Ring {
 
     var head: UnsafeMutablePointer<Atomic<UInt64>> { control.assumingMemoryBound(to: Atomic<UInt64>.self) }
     var tail: UnsafeMutablePointer<Atomic<UInt64>> { (control + 64).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    /// Set by the sender when a record did not fit; the receiver rings the sender's doorbell
+    /// after consuming only then (ringing after every drain woke a spinning sender for nothing
+    /// and moved its doorbell's cache line on every message). Next to `head`, which the
+    /// receiver reads anyway.
+    var senderWaiting: UnsafeMutablePointer<Atomic<UInt64>> { (control + 8).assumingMemoryBound(to: Atomic<UInt64>.self) }
 
     /// Record header: payload length (or `pad`, or `direct`), the message's total length,
     /// stream, tag.
