@@ -149,9 +149,13 @@ public final class Communicator: @unchecked Sendable {
         }
         let ticket = engine.takeTicket()
         try engine.withTurn(ticket) { () throws(ChorusError) in
-            // A lone call: its executions directly (what `executions` gives for one call).
+            // A lone call: its executions directly (what `executions` gives for one call), in
+            // the engine's reused list.
             var used = Set<ObjectIdentifier>()
-            try engine.run(try prepare(call, slot: 1, used: &used, inGroup: false))
+            var executions = engine.takeExecutionList()
+            defer { engine.returnExecutionList(&executions) }
+            try prepare(call, slot: 1, used: &used, inGroup: false, into: &executions)
+            try engine.run(executions)
         }
     }
 
@@ -179,7 +183,7 @@ public final class Communicator: @unchecked Sendable {
         var executions: [Execution] = []
         var used = Set<ObjectIdentifier>()
         for (g, (comm, call)) in calls.enumerated() {
-            executions += try comm.prepare(call, slot: UInt64(g + 1), used: &used, inGroup: calls.count > 1)
+            try comm.prepare(call, slot: UInt64(g + 1), used: &used, inGroup: calls.count > 1, into: &executions)
         }
         return executions
     }
@@ -191,21 +195,22 @@ public final class Communicator: @unchecked Sendable {
 
     private func streamBase(slot: UInt64) -> UInt64 { id << 40 | slot << 24 }
 
-    private func prepare(_ call: Call, slot: UInt64, used: inout Set<ObjectIdentifier>, inGroup: Bool) throws(ChorusError) -> [Execution] {
+    private func prepare(_ call: Call, slot: UInt64, used: inout Set<ObjectIdentifier>, inGroup: Bool,
+                         into executions: inout [Execution]) throws(ChorusError) {
         let tag = call.signature.packed
         switch call.kind {
         case .send(let peer), .receive(let peer):
             let shape: PlanCache.Shape
             if case .send = call.kind { shape = .send(to: peer) } else { shape = .receive(from: peer) }
             let compiled = try plan(PlanCache.Key(shape: shape, count: call.count, dataType: call.dataType), used: &used, inGroup: inGroup)
-            return [Execution(compiled: compiled, input: call.input, output: call.output, reduceOp: .sum, tag: tag,
-                              streamBase: streamBase(slot: Communicator.pointToPointSlot), worldRanks: worldRanks)]
+            executions.append(Execution(compiled: compiled, input: call.input, output: call.output, reduceOp: .sum, tag: tag,
+                                        streamBase: streamBase(slot: Communicator.pointToPointSlot), worldRanks: worldRanks))
         case .barrier:
-            guard size > 1 else { return [] }
+            guard size > 1 else { return }
             let byte = engine.auxiliaryBuffer(64)
             let compiled = try plan(PlanCache.Key(shape: .collective(.allReduce, root: 0), count: 1, dataType: .uint8), used: &used, inGroup: inGroup)
-            return [Execution(compiled: compiled, input: byte, output: byte, reduceOp: .max, tag: tag,
-                              streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
+            executions.append(Execution(compiled: compiled, input: byte, output: byte, reduceOp: .max, tag: tag,
+                                        streamBase: streamBase(slot: slot), worldRanks: worldRanks))
         case .collective(let collective):
             var input = call.input, output = call.output
             if collective == .broadcast && rank != call.root { input = output }
@@ -218,21 +223,20 @@ public final class Communicator: @unchecked Sendable {
                 if let input, let output, input != output, min(inBytes, outBytes) > 0 {
                     output.copyMemory(from: input, byteCount: min(inBytes, outBytes))
                 }
-                return []
+                return
             }
             let compiled = try plan(PlanCache.Key(shape: .collective(collective, root: collective.hasRoot ? call.root : 0), count: call.count,
                                                   dataType: call.dataType), used: &used, inGroup: inGroup)
-            var result = [Execution(compiled: compiled, input: input, output: output, reduceOp: call.op, tag: tag,
-                                    streamBase: streamBase(slot: slot), worldRanks: worldRanks)]
+            executions.append(Execution(compiled: compiled, input: input, output: output, reduceOp: call.op, tag: tag,
+                                        streamBase: streamBase(slot: slot), worldRanks: worldRanks))
             if collective.hasRoot {
                 // Every rank receives something tagged with the call, so a rank that runs a
                 // different call is caught even where the plan has it only send (empty messages).
                 let ring = try plan(PlanCache.Key(shape: .signatureRing, count: 0, dataType: call.dataType), used: &used, inGroup: inGroup)
-                result.append(Execution(compiled: ring, input: nil, output: nil,
+                executions.append(Execution(compiled: ring, input: nil, output: nil,
                                         reduceOp: .sum, tag: tag, streamBase: streamBase(slot: UInt64(Communicator.ringSlot) + slot),
                                         worldRanks: worldRanks))
             }
-            return result
         }
     }
 

@@ -95,7 +95,7 @@ public final class Executor {
     }
 
     /// The two regions used last (a call's input and output).
-    private var recentRegions: (TransportRegion?, TransportRegion?) = (nil, nil)
+    @exclusivity(unchecked) private var recentRegions: (TransportRegion?, TransportRegion?) = (nil, nil)
 
     private func remember(_ r: TransportRegion) { recentRegions = (r, recentRegions.0) }
 
@@ -136,7 +136,7 @@ public final class Executor {
         var bound: [Bound] = []
         swap(&bound, &self.bound)
         defer {
-            bound.removeAll(keepingCapacity: true)
+            if !bound.isEmpty { bound.removeAll(keepingCapacity: true) }
             swap(&bound, &self.bound)
         }
         var total = 0
@@ -189,8 +189,8 @@ public final class Executor {
         swap(&pending, &self.pending)
         swap(&freeStaging, &self.freeStaging)
         defer {
-            completions.removeAll(keepingCapacity: true)
-            pending.removeAll(keepingCapacity: true)
+            if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
+            if !pending.isEmpty { pending.removeAll(keepingCapacity: true) }
             swap(&completions, &self.completions)
             swap(&pending, &self.pending)
             swap(&freeStaging, &self.freeStaging)
@@ -225,8 +225,9 @@ public final class Executor {
             s.done[x] = true
             doneCount += 1
             let i = x / T, t = x % T
-            for succ in c.graph.successors(of: i) {
-                let y = Int(succ) * T + t
+            let g = c.graph
+            for k in Int(g.successorOffsets[i])..<Int(g.successorOffsets[i + 1]) {
+                let y = Int(g.successorList[k]) * T + t
                 s.remaining[y] -= 1
                 if s.remaining[y] == 0 { pending.append(j << 40 | y) }
             }
@@ -351,7 +352,7 @@ public final class Executor {
         do {
             try drainPending()
             while doneCount < total {
-                completions.removeAll(keepingCapacity: true)
+                if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
                 try transport.progress(&completions)
                 if completions.isEmpty {
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }
@@ -395,7 +396,7 @@ public final class Executor {
     }
 
     /// Per execution of the current run: its buffers (see `Bound`).
-    private var bound: [Bound] = []
+    @exclusivity(unchecked) private var bound: [Bound] = []
 
     @exclusivity(unchecked) private var zero: (UnsafeMutableRawBufferPointer, TransportRegion)?
 
