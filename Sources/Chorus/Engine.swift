@@ -29,7 +29,7 @@ final class Engine: @unchecked Sendable {
     private let executor: Executor
     /// The executions of the call being run, kept between calls so that a call allocates no
     /// list; used only by the thread whose ticket is being served.
-    private var executionList: [Execution] = []
+    @exclusivity(unchecked) private var executionList: [Execution] = []
 
     func takeExecutionList() -> [Execution] {
         var list: [Execution] = []

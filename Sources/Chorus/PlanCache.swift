@@ -101,10 +101,12 @@ final class PlanCache {
     private let hosts: [Int]
     /// The link between hosts in the built model.
     private let network: LinkAttributes
-    private var selector: Selector?
-    private var entries: [Key: (plan: CompiledPlan, used: UInt64)] = [:]
-    private var clock: UInt64 = 0
-    private var last: (key: Key, plan: CompiledPlan)?
+    // Used by one thread at a time (the engine's turn), so not checked for exclusive access
+    // at run time (a lookup happens on every call).
+    @exclusivity(unchecked) private var selector: Selector?
+    @exclusivity(unchecked) private var entries: [Key: (plan: CompiledPlan, used: UInt64)] = [:]
+    @exclusivity(unchecked) private var clock: UInt64 = 0
+    @exclusivity(unchecked) private var last: (key: Key, plan: CompiledPlan)?
     static let capacity = 128
 
     init(rank: Int, size: Int, hosts: [Int], network: LinkAttributes = HostModel.ethernet, configuration: ChorusConfiguration) {

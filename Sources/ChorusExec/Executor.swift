@@ -132,13 +132,40 @@ public final class Executor {
     ///   - isAborted: checked whenever the executor would wait; a non-nil reason stops the run.
     /// - Throws: `ExecutionError`.
     public func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?) throws {
-        // Reused call after call, like the lists below.
+        // The reusable lists, moved into locals for the run and handed back at the end, on
+        // every exit. (Not with `defer`: a defer block is outlined, and its accesses to the
+        // locals, which the nested functions below capture, were checked for exclusivity at
+        // run time on every call.)
         var bound: [Bound] = []
+        var completions: [TransportCompletion] = []
+        var pending: [Int] = []
+        var freeStaging: [Int] = []
         swap(&bound, &self.bound)
-        defer {
-            if !bound.isEmpty { bound.removeAll(keepingCapacity: true) }
-            swap(&bound, &self.bound)
+        swap(&completions, &self.completions)
+        swap(&pending, &self.pending)
+        swap(&freeStaging, &self.freeStaging)
+        do {
+            try run(executions, timeout: timeout, isAborted: isAborted,
+                    bound: &bound, completions: &completions, pending: &pending, freeStaging: &freeStaging)
+        } catch {
+            handBack(&bound, &completions, &pending, &freeStaging)
+            throw error
         }
+        handBack(&bound, &completions, &pending, &freeStaging)
+    }
+
+    private func handBack(_ bound: inout [Bound], _ completions: inout [TransportCompletion], _ pending: inout [Int], _ freeStaging: inout [Int]) {
+        if !bound.isEmpty { bound.removeAll(keepingCapacity: true) }
+        if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
+        if !pending.isEmpty { pending.removeAll(keepingCapacity: true) }
+        swap(&bound, &self.bound)
+        swap(&completions, &self.completions)
+        swap(&pending, &self.pending)
+        swap(&freeStaging, &self.freeStaging)
+    }
+
+    private func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?,
+                     bound: inout [Bound], completions: inout [TransportCompletion], pending: inout [Int], freeStaging: inout [Int]) throws {
         var total = 0
         for e in executions {
             let c = e.compiled
@@ -180,22 +207,6 @@ public final class Executor {
             }
         }
 
-        // The reusable lists, moved into locals for the run (class properties would be checked
-        // for exclusive access on every use) and handed back at the end.
-        var completions: [TransportCompletion] = []
-        var pending: [Int] = []
-        var freeStaging: [Int] = []
-        swap(&completions, &self.completions)
-        swap(&pending, &self.pending)
-        swap(&freeStaging, &self.freeStaging)
-        defer {
-            if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
-            if !pending.isEmpty { pending.removeAll(keepingCapacity: true) }
-            swap(&completions, &self.completions)
-            swap(&pending, &self.pending)
-            swap(&freeStaging, &self.freeStaging)
-        }
-
         var doneCount = 0
         // When something last completed; read from the clock only once the run has to wait
         // (a small call usually never does).
@@ -220,8 +231,10 @@ public final class Executor {
             let q = Int(c.queuePredecessor[x])
             return q < 0 || s.posted[q]
         }
-        func complete(_ j: Int, _ x: Int) {
-            let c = executions[j].compiled, s = c.state, T = c.pieces
+        // The nested functions take the execution's plan from their caller, which has it in
+        // hand (fetching it from `executions` again retained and released it on every use).
+        func complete(_ j: Int, _ c: CompiledPlan, _ x: Int) {
+            let s = c.state, T = c.pieces
             s.done[x] = true
             doneCount += 1
             let i = x / T, t = x % T
@@ -235,8 +248,8 @@ public final class Executor {
         func worldRank(_ e: Execution, _ r: Int) -> Int { e.worldRanks?[r] ?? r }
 
         /// Posts instance x of execution j (which is ready).
-        func post(_ j: Int, _ x: Int) throws {
-            let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
+        func post(_ j: Int, _ c: CompiledPlan, _ x: Int) throws {
+            let e = executions[j], s = c.state, T = c.pieces
             s.posted[x] = true
             let q = Int(c.queueSuccessor[x])
             if q >= 0 { pending.append(j << 40 | q) }
@@ -249,14 +262,14 @@ public final class Executor {
                     let from = pointer(j, c, a), to = pointer(j, c, b)
                     if from != to { ReductionKernels.copy(to: to, from: from, count: c.segmentLength[a]) }
                 }
-                complete(j, x)
+                complete(j, c, x)
             case .reduce:
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
                     let into = pointer(j, c, b)
                     ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.segmentLength[a] / es, a: into, b: pointer(j, c, a), into: into)
                 }
-                complete(j, x)
+                complete(j, c, x)
             case .send:
                 let src = c.segments(x, 0)
                 let bytes = c.messageBytes[x]
@@ -299,8 +312,8 @@ public final class Executor {
         }
 
         /// A receive finished: check its signature, then combine or scatter what arrived.
-        func received(_ j: Int, _ x: Int, tag: UInt64, length: Int) throws {
-            let e = executions[j], c = e.compiled, s = c.state, T = c.pieces
+        func received(_ j: Int, _ c: CompiledPlan, _ x: Int, tag: UInt64, length: Int) throws {
+            let e = executions[j], s = c.state, T = c.pieces
             let i = x / T, reducing = c.opReducing[i]
             if tag != e.tag {
                 let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
@@ -340,13 +353,13 @@ public final class Executor {
         // Post everything ready from the start.
         for (j, e) in executions.enumerated() {
             let c = e.compiled
-            for x in 0..<c.instanceCount where ready(c, x) { try post(j, x) }
+            for x in 0..<c.instanceCount where ready(c, x) { try post(j, c, x) }
         }
         func drainPending() throws {
             while let v = pending.popLast() {
                 let j = v >> 40, x = v & ((1 << 40) - 1)
                 let c = executions[j].compiled
-                if ready(c, x) { try post(j, x) }
+                if ready(c, x) { try post(j, c, x) }
             }
         }
         do {
@@ -372,12 +385,12 @@ public final class Executor {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
                     let c = executions[j].compiled
                     if c.opKind[x / c.pieces] == .recv {
-                        try received(j, x, tag: completion.tag, length: completion.length)
+                        try received(j, c, x, tag: completion.tag, length: completion.length)
                     } else if c.state.staging[x] >= 0 {
                         freeStaging.append(Int(c.state.staging[x]))
                         c.state.staging[x] = -1
                     }
-                    complete(j, x)
+                    complete(j, c, x)
                 }
                 try drainPending()
             }

@@ -59,9 +59,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let buffer: UnsafeMutableRawPointer?
         /// A direct-read descriptor: the sender's address and sequence number.
         let remote: (address: UInt64, seq: UInt64)?
-        var received = 0
+        // Touched only by the thread driving the transport.
+        @exclusivity(unchecked) var received = 0
         /// A receive posted while the message was still arriving.
-        var claimant: TransportRequest?
+        @exclusivity(unchecked) var claimant: TransportRequest?
         init(tag: UInt64, total: Int) {
             self.tag = tag
             self.total = total

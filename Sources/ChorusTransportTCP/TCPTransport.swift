@@ -52,8 +52,9 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         let tag: UInt64
         let length: Int
         let buffer: UnsafeMutableRawBufferPointer
-        var received = 0
-        var claimant: TransportRequest?
+        // Touched only by the thread driving the transport.
+        @exclusivity(unchecked) var received = 0
+        @exclusivity(unchecked) var claimant: TransportRequest?
         init(tag: UInt64, length: Int) {
             self.tag = tag
             self.length = length
