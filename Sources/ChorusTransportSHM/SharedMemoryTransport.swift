@@ -206,8 +206,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             try drain(from: peer)
         }
         if !ready.isEmpty {
-            completions.append(contentsOf: ready)
-            ready.removeAll(keepingCapacity: true)
+            if completions.isEmpty {
+                swap(&completions, &ready)  // the usual case: hand the list over, copy nothing
+            } else {
+                completions.append(contentsOf: ready)
+                ready.removeAll(keepingCapacity: true)
+            }
         } else if peerFailed, let failure = peerFailure {
             throw failure
         }
