@@ -132,7 +132,8 @@ final class RunState {
     let remaining: UnsafeMutablePointer<Int32>
     let posted: UnsafeMutablePointer<Bool>
     let done: UnsafeMutablePointer<Bool>
-    /// Staging buffer of a receive that lands outside its destination (index into the pool), or `-1`.
+    /// Staging buffer of a receive that lands outside its destination (index into the pool), `-1`,
+    /// or `Executor.combinedByTransport`.
     let staging: UnsafeMutablePointer<Int32>
 
     init(count: Int) {

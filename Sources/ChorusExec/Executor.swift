@@ -291,8 +291,23 @@ public final class Executor {
             case .recv:
                 let dst = c.segments(x, 1), operand = c.segments(x, 2)
                 let bytes = c.messageBytes[x]
-                var request = TransportRequest(peer: worldRank(e, Int(c.opPeer[i])), stream: e.streamBase | c.streamLow[x],
+                let peer = worldRank(e, Int(c.opPeer[i]))
+                var request = TransportRequest(peer: peer, stream: e.streamBase | c.streamLow[x],
                                                region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
+                if c.opReducing[i] && dst.count == 1 && operand.count == 1 && bytes > 0 && transport.reducesOnReceive(from: peer) {
+                    // The transport combines as it delivers: destination = operand ⊕ message,
+                    // with no staging and no second pass (the operand is the destination itself
+                    // or apart from it).
+                    let d = pointer(j, c, dst.lowerBound), o = pointer(j, c, operand.lowerBound)
+                    if d == o || o + bytes <= d || d + bytes <= o {
+                        (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
+                        request.reduction = ReceiveReduction(operand: o, kernelOp: e.reduceOp.kernelCode, kernelType: c.dataType.kernelCode,
+                                                             elementSize: c.dataType.size)
+                        s.staging[x] = Executor.combinedByTransport
+                        try transport.postReceive(request)
+                        return
+                    }
+                }
                 var direct = dst.count == 1 && bytes > 0
                 if direct && c.opReducing[i] {
                     // Landing in the destination would overwrite an operand it overlaps.
@@ -324,6 +339,10 @@ public final class Executor {
                 let peer = worldRank(e, Int(c.opPeer[i]))
                 throw ExecutionError.transport(TransportError(.protocolViolation, peer: peer,
                     "rank \(peer) sent \(length) bytes where rank \(transport.rank) expected \(c.messageBytes[x]) (op \(i), \(c.ops[i].summary)); the ranks run the same call with different plans (is CHORUS_ALGO or CHORUS_TOPO_FILE set differently?)"))
+            }
+            if s.staging[x] == Executor.combinedByTransport {
+                s.staging[x] = -1
+                return
             }
             let es = c.dataType.size
             let dst = c.segments(x, 1), operand = c.segments(x, 2)
@@ -407,6 +426,10 @@ public final class Executor {
             ReductionKernels.divide(c.dataType, count: c.outputBytes / c.dataType.size, buffer: output, by: schedule.ranks)
         }
     }
+
+    /// `RunState.staging` of a receive whose transport combines it with its operand as it
+    /// delivers (`ReceiveReduction`).
+    static let combinedByTransport: Int32 = -2
 
     /// Per execution of the current run: its buffers (see `Bound`).
     @exclusivity(unchecked) private var bound: [Bound] = []

@@ -54,6 +54,12 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
 
     public var kind: String { members.map(\.kind).joined(separator: "+") }
 
+    /// Whether the member that carries messages from `peer` reduces on receive.
+    public func reducesOnReceive(from peer: Int) -> Bool {
+        guard let route = routes[peer] else { return false }
+        return members[route.member].reducesOnReceive(from: route.rank)
+    }
+
     /// The member's kind that carries messages to `peer` (`self` for this rank).
     public func kind(of peer: Int) -> String {
         guard let route = routes[peer] else { return "self" }

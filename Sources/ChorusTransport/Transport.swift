@@ -39,6 +39,9 @@ public struct TransportRequest: Sendable {
     public var tag: UInt64
     /// The caller's handle for the completion.
     public var id: UInt64
+    /// For a receive to a peer whose transport `reducesOnReceive(from:)`: combine instead of
+    /// overwrite, `destination = operand ⊕ message`.
+    public var reduction: ReceiveReduction?
 
     public init(peer: Int, stream: UInt64, region: TransportRegion, offset: Int, length: Int, tag: UInt64, id: UInt64) {
         self.peer = peer
@@ -51,6 +54,26 @@ public struct TransportRequest: Sendable {
     }
 
     @inlinable public var pointer: UnsafeMutableRawPointer { region.base + offset }
+}
+
+/// How a receive combines what arrives with what is in memory: `destination = operand ⊕
+/// message`, element by element, with the reduction kernels' codes for the op and the data type
+/// (`CChorusKernels_reduce`). `operand` is as long as the message and is either the destination
+/// itself or does not overlap it. A transport that reduces can do it while the bytes are still
+/// in cache (out of its ring or staging memory), which saves a pass over memory and a copy.
+public struct ReceiveReduction: @unchecked Sendable {
+    public var operand: UnsafeRawPointer
+    public var kernelOp: Int32
+    public var kernelType: Int32
+    /// Bytes per element: pieces of a message handed to the kernel are whole elements.
+    public var elementSize: Int
+
+    public init(operand: UnsafeRawPointer, kernelOp: Int32, kernelType: Int32, elementSize: Int) {
+        self.operand = operand
+        self.kernelOp = kernelOp
+        self.kernelType = kernelType
+        self.elementSize = elementSize
+    }
 }
 
 /// A finished request.
@@ -113,9 +136,13 @@ public protocol Transport: AnyObject, Sendable {
     /// What carries messages to `peer`, precisely enough to model its links: `kind(of:)`,
     /// or for OFI `ofi:PROVIDER` (`ofi:efa`, `ofi:tcp;ofi_rxm`).
     func network(of peer: Int) -> String
+    /// Whether receives from `peer` may carry a `reduction` (the transport combines as it
+    /// delivers). Requests to other peers never carry one.
+    func reducesOnReceive(from peer: Int) -> Bool
 }
 
 extension Transport {
     public func kind(of peer: Int) -> String { kind }
     public func network(of peer: Int) -> String { kind(of: peer) }
+    public func reducesOnReceive(from peer: Int) -> Bool { false }
 }

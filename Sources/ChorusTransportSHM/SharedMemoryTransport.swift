@@ -133,7 +133,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
         self.segments = segments
         spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        fragmentBytes = own.segment.ringBytes / 4 - Ring.headerBytes
+        // Whole cache lines, so a fragment is whole elements of every data type.
+        fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
         awaiting = Array(repeating: [], count: size)
@@ -170,13 +171,39 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// and completes it.
     private func deliver(_ m: Unexpected, to request: TransportRequest, from peer: Int) throws {
         if let remote = m.remote {
-            if m.total == request.length && m.total > 0 { try readDirect(from: peer, address: remote.address, into: request.pointer, length: m.total) }
+            if m.total == request.length && m.total > 0 {
+                if let reduction = request.reduction {
+                    // Read into a temporary, then combine (the destination may be the operand).
+                    let temporary = UnsafeMutableRawPointer.allocate(byteCount: m.total, alignment: 64)
+                    defer { temporary.deallocate() }
+                    try readDirect(from: peer, address: remote.address, into: temporary, length: m.total)
+                    Self.combine(reduction, into: request.pointer, message: temporary, bytes: m.total)
+                } else {
+                    try readDirect(from: peer, address: remote.address, into: request.pointer, length: m.total)
+                }
+            }
             acknowledge(peer, seq: remote.seq)
         } else if m.total == request.length && m.total > 0 {
-            CChorusKernels_copy_streaming(request.pointer, m.buffer!, m.total)
+            if let reduction = request.reduction {
+                Self.combine(reduction, into: request.pointer, message: m.buffer!, bytes: m.total)
+            } else {
+                CChorusKernels_copy_streaming(request.pointer, m.buffer!, m.total)
+            }
         }
         ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.total))
     }
+
+    /// `destination = operand ⊕ message` over `bytes` (whole elements), the destination and
+    /// operand from `offset` bytes in (a fragment's place in its message).
+    @inline(__always)
+    private static func combine(_ r: ReceiveReduction, into destination: UnsafeMutableRawPointer, message: UnsafeRawPointer, bytes: Int,
+                                at offset: Int = 0) {
+        CChorusKernels_reduce(r.kernelOp, r.kernelType, destination + offset, r.operand + offset, message, bytes / r.elementSize)
+    }
+
+    /// Receives from any peer can carry a reduction: the bytes are combined on their way out of
+    /// the ring.
+    public func reducesOnReceive(from peer: Int) -> Bool { true }
 
     private func readDirect(from peer: Int, address: UInt64, into destination: UnsafeMutableRawPointer, length: Int) throws {
         let r = chorus_cma_read(pids[peer], destination, address, length)
@@ -375,7 +402,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let data = record + Ring.headerBytes
             switch m.target {
             case .request(let r):
-                if payload > 0 {
+                if payload > 0, let reduction = r.reduction {
+                    // Combined straight out of the ring (fragments are whole elements).
+                    Self.combine(reduction, into: r.pointer, message: data, bytes: payload, at: m.received)
+                } else if payload > 0 {
                     // Into the caller's buffer: large messages bypass the cache (see CChorusKernels_copy_streaming).
                     if m.total >= Self.streamingMessage {
                         CChorusKernels_copy_streaming(r.pointer + m.received, data, payload)
