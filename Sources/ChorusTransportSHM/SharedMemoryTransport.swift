@@ -397,6 +397,23 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             guard payload <= fragmentBytes, total >= payload else {
                 throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed record (fragment \(payload) of \(total) bytes)")
             }
+            if payload == total && payload > 0 && incoming[peer] == nil, let r = matcher.arrival(peer: peer, stream: stream) {
+                // A whole message in one record for a posted receive (every small message):
+                // straight into place, without the state of a message in fragments.
+                if r.length == total {
+                    let data = record + Ring.headerBytes
+                    if let reduction = r.reduction {
+                        Self.combine(reduction, into: r.pointer, message: data, bytes: payload)
+                    } else if total >= Self.streamingMessage {
+                        CChorusKernels_copy_streaming(r.pointer, data, payload)
+                    } else {
+                        r.pointer.copyMemory(from: data, byteCount: payload)
+                    }
+                }
+                ready.append(TransportCompletion(id: r.id, tag: tag, length: total))
+                tail += UInt64(Ring.recordBytes(payload: payload))
+                continue
+            }
             if incoming[peer] == nil { incoming[peer] = start(peer: peer, stream: stream, tag: tag, total: total) }
             var m = incoming[peer]!
             let data = record + Ring.headerBytes
