@@ -105,6 +105,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// Messages at least this long are copied out of the rings with non-temporal stores.
     static let streamingMessage = 1 << 20
     @exclusivity(unchecked) private var incoming: [Incoming?]
+    /// Per peer: the tail of this rank's ring in the peer's segment, as last read.
+    @exclusivity(unchecked) private var tailSeen: [UInt64]
     @exclusivity(unchecked) private var matcher = ReceiveMatcher<Unexpected>()
     @exclusivity(unchecked) private var ready: [TransportCompletion] = []
     @exclusivity(unchecked) private var doorbellSeen: UInt32 = 0
@@ -137,6 +139,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
+        // Read once here: the sender keeps `head − tailSeen` within the ring's capacity.
+        tailSeen = (0..<size).map { $0 == rank ? 0 : segments[$0].ring(from: rank).tail.pointee.load(ordering: .acquiring) }
         awaiting = Array(repeating: [], count: size)
         nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
@@ -271,7 +275,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private func pushOnce(to peer: Int) -> Bool {
         let ring = segments[peer].ring(from: rank)
         var head = ring.head.pointee.load(ordering: .relaxed)
-        var tail = ring.tail.pointee.load(ordering: .acquiring)
+        // The receiver's tail as last read: it only grows, so this undercounts the room, and
+        // the shared line (which the receiver writes) is read again only when a record seems
+        // not to fit.
+        var tail = tailSeen[peer]
+        defer { tailSeen[peer] = tail }
         let capacity = UInt64(ring.capacity)
         var wrote = false
         var full = false
