@@ -145,8 +145,8 @@ public final class Executor {
         swap(&pending, &self.pending)
         swap(&freeStaging, &self.freeStaging)
         do {
-            try run(executions, timeout: timeout, isAborted: isAborted,
-                    bound: &bound, completions: &completions, pending: &pending, freeStaging: &freeStaging)
+            try drive(executions, timeout: timeout, isAborted: isAborted,
+                      bound: &bound, completions: &completions, pending: &pending, freeStaging: &freeStaging)
         } catch {
             handBack(&bound, &completions, &pending, &freeStaging)
             throw error
@@ -154,6 +154,7 @@ public final class Executor {
         handBack(&bound, &completions, &pending, &freeStaging)
     }
 
+    /// Returns the lists `run` borrowed, emptied, keeping their capacity.
     private func handBack(_ bound: inout [Bound], _ completions: inout [TransportCompletion], _ pending: inout [Int], _ freeStaging: inout [Int]) {
         if !bound.isEmpty { bound.removeAll(keepingCapacity: true) }
         if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
@@ -164,8 +165,9 @@ public final class Executor {
         swap(&freeStaging, &self.freeStaging)
     }
 
-    private func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?,
-                     bound: inout [Bound], completions: inout [TransportCompletion], pending: inout [Int], freeStaging: inout [Int]) throws {
+    /// The run itself (`run`), with the reused lists lent to it.
+    private func drive(_ executions: [Execution], timeout: Duration, isAborted: () -> String?,
+                       bound: inout [Bound], completions: inout [TransportCompletion], pending: inout [Int], freeStaging: inout [Int]) throws {
         var total = 0
         for e in executions {
             let c = e.compiled
