@@ -24,44 +24,13 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
     }
 
     /// One (peer, stream)'s receives waiting for messages and messages waiting for receives
-    /// (one of the two is empty), oldest at `head`: taking the oldest moves an index, not the
-    /// array.
+    /// (one of the two is empty).
     @usableFromInline struct Queue {
         @usableFromInline var key: Key
-        @usableFromInline var posted: [TransportRequest] = []
-        @usableFromInline var postedHead = 0
-        @usableFromInline var early: [Early] = []
-        @usableFromInline var earlyHead = 0
+        @usableFromInline var posted = FIFO<TransportRequest>()
+        @usableFromInline var early = FIFO<Early>()
 
         @inlinable init(key: Key) { self.key = key }
-
-        @inlinable var firstPosted: TransportRequest? { postedHead < posted.count ? posted[postedHead] : nil }
-        @inlinable var firstEarly: Early? { earlyHead < early.count ? early[earlyHead] : nil }
-        @inlinable var hasPosted: Bool { postedHead < posted.count }
-
-        // Taken entries are dropped when the queue empties, or in one move once they are
-        // half of it (a stream that never drains stays bounded).
-        @inlinable mutating func dropFirstPosted() {
-            postedHead += 1
-            if postedHead == posted.count {
-                posted.removeAll(keepingCapacity: true)
-                postedHead = 0
-            } else if postedHead >= 32 && postedHead * 2 >= posted.count {
-                posted.removeFirst(postedHead)
-                postedHead = 0
-            }
-        }
-
-        @inlinable mutating func dropFirstEarly() {
-            earlyHead += 1
-            if earlyHead == early.count {
-                early.removeAll(keepingCapacity: true)
-                earlyHead = 0
-            } else if earlyHead >= 32 && earlyHead * 2 >= early.count {
-                early.removeFirst(earlyHead)
-                earlyHead = 0
-            }
-        }
     }
 
     // Queues stay once made (a collective reuses its streams call after call) and are changed
@@ -100,8 +69,8 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
     @inlinable
     public mutating func arrival(peer: Int, stream: UInt64) -> TransportRequest? {
         let q = queue(Key(peer: peer, stream: stream))
-        guard let r = queues[q].firstPosted else { return nil }
-        queues[q].dropFirstPosted()
+        guard let r = queues[q].posted.first else { return nil }
+        queues[q].posted.dropFirst()
         return r
     }
 
@@ -118,9 +87,9 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
     @inlinable
     public mutating func post(_ request: TransportRequest) -> Early? {
         let q = queue(Key(peer: request.peer, stream: request.stream))
-        if let first = queues[q].firstEarly, first.claimant == nil {
+        if let first = queues[q].early.first, first.claimant == nil {
             if first.isComplete {
-                queues[q].dropFirstEarly()
+                queues[q].early.dropFirst()
                 return first
             }
             first.claimant = request
@@ -137,19 +106,46 @@ public struct ReceiveMatcher<Early: EarlyMessage> {
         guard let claimant = message.claimant else { return nil }
         // Claims go in order and one peer's messages arrive one at a time, so it is the oldest.
         let q = queue(Key(peer: peer, stream: stream))
-        if queues[q].firstEarly != nil { queues[q].dropFirstEarly() }
+        if queues[q].early.first != nil { queues[q].early.dropFirst() }
         return claimant
     }
 
     /// Whether a posted receive waits for `peer` on a stream `matching` accepts.
     @inlinable
     public func awaits(peer: Int, where matching: (UInt64) -> Bool) -> Bool {
-        queues.contains { $0.key.peer == peer && $0.hasPosted && matching($0.key.stream) }
+        queues.contains { $0.key.peer == peer && !$0.posted.isEmpty && matching($0.key.stream) }
     }
 
     /// The peers some posted receive waits for.
     @inlinable
     public var awaitedPeers: Set<Int> {
-        Set(queues.lazy.filter(\.hasPosted).map(\.key.peer))
+        Set(queues.lazy.filter { !$0.posted.isEmpty }.map(\.key.peer))
+    }
+}
+
+/// A first-in first-out queue whose oldest entry is taken by moving an index, not the array.
+/// Taken entries are dropped when the queue empties, or in one move once they are half of it
+/// (a queue that never drains stays bounded).
+@usableFromInline
+struct FIFO<Element> {
+    @usableFromInline var items: [Element] = []
+    @usableFromInline var head = 0
+
+    @inlinable init() {}
+
+    @inlinable var first: Element? { head < items.count ? items[head] : nil }
+    @inlinable var isEmpty: Bool { head == items.count }
+
+    @inlinable mutating func append(_ element: Element) { items.append(element) }
+
+    @inlinable mutating func dropFirst() {
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head >= 32 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
     }
 }

@@ -188,11 +188,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             acknowledge(peer, seq: remote.seq)
         } else if m.total == request.length && m.total > 0 {
-            if let reduction = request.reduction {
-                Self.combine(reduction, into: request.pointer, message: m.buffer!, bytes: m.total)
-            } else {
-                CChorusKernels_copy_streaming(request.pointer, m.buffer!, m.total)
-            }
+            Self.place(m.buffer!, bytes: m.total, into: request, at: 0, streaming: true)
         }
         ready.append(TransportCompletion(id: request.id, tag: m.tag, length: m.total))
     }
@@ -203,6 +199,21 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private static func combine(_ r: ReceiveReduction, into destination: UnsafeMutableRawPointer, message: UnsafeRawPointer, bytes: Int,
                                 at offset: Int = 0) {
         CChorusKernels_reduce(r.kernelOp, r.kernelType, destination + offset, r.operand + offset, message, bytes / r.elementSize)
+    }
+
+    /// Puts `bytes` of a message, from `offset` in it, into receive `r`: combined with its
+    /// operand when it carries a reduction, else copied (past the cache when `streaming`: large
+    /// messages, see `CChorusKernels_copy_streaming`). Every way a message reaches a receive
+    /// ends here.
+    @inline(__always)
+    private static func place(_ data: UnsafeRawPointer, bytes: Int, into r: TransportRequest, at offset: Int, streaming: Bool) {
+        if let reduction = r.reduction {
+            combine(reduction, into: r.pointer, message: data, bytes: bytes, at: offset)
+        } else if streaming {
+            CChorusKernels_copy_streaming(r.pointer + offset, data, bytes)
+        } else {
+            (r.pointer + offset).copyMemory(from: data, byteCount: bytes)
+        }
     }
 
     /// Receives from any peer can carry a reduction: the bytes are combined on their way out of
@@ -409,14 +420,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 // A whole message in one record for a posted receive (every small message):
                 // straight into place, without the state of a message in fragments.
                 if r.length == total {
-                    let data = record + Ring.headerBytes
-                    if let reduction = r.reduction {
-                        Self.combine(reduction, into: r.pointer, message: data, bytes: payload)
-                    } else if total >= Self.streamingMessage {
-                        CChorusKernels_copy_streaming(r.pointer, data, payload)
-                    } else {
-                        r.pointer.copyMemory(from: data, byteCount: payload)
-                    }
+                    Self.place(record + Ring.headerBytes, bytes: payload, into: r, at: 0, streaming: total >= Self.streamingMessage)
                 }
                 ready.append(TransportCompletion(id: r.id, tag: tag, length: total))
                 tail += UInt64(Ring.recordBytes(payload: payload))
@@ -427,17 +431,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let data = record + Ring.headerBytes
             switch m.target {
             case .request(let r):
-                if payload > 0, let reduction = r.reduction {
-                    // Combined straight out of the ring (fragments are whole elements).
-                    Self.combine(reduction, into: r.pointer, message: data, bytes: payload, at: m.received)
-                } else if payload > 0 {
-                    // Into the caller's buffer: large messages bypass the cache (see CChorusKernels_copy_streaming).
-                    if m.total >= Self.streamingMessage {
-                        CChorusKernels_copy_streaming(r.pointer + m.received, data, payload)
-                    } else {
-                        (r.pointer + m.received).copyMemory(from: data, byteCount: payload)
-                    }
-                }
+                // Straight out of the ring (fragments are whole elements of any type).
+                if payload > 0 { Self.place(data, bytes: payload, into: r, at: m.received, streaming: m.total >= Self.streamingMessage) }
             case .unexpected(let u):
                 if payload > 0 { (u.buffer! + m.received).copyMemory(from: data, byteCount: payload) }
                 u.received += payload
