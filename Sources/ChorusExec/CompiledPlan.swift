@@ -43,6 +43,28 @@ public final class CompiledPlan: @unchecked Sendable {
     let opPeer: [Int32]
     let opReducing: [Bool]
 
+    /// Local copies carried by sends (see `TransportRequest.alsoCopyInto`). A copy and a send
+    /// that read the same bytes (an all-gather's own block: copied into the output and sent to
+    /// a neighbour) would read them from memory twice; a transport that `copiesOnSend` writes
+    /// the copy from the bytes it has just moved, while they are in cache.
+    /// - `segmentCarrier[a]`: for a copy's source segment `a`, the send instance that carries it
+    ///   (`-1` if none);
+    /// - `carriedCopy[x]`, `carriedSegment[x]`: for a send instance, the copy instance it carries
+    ///   part of and that copy's destination segment (`-1` if none).
+    /// Paired are a copy that depends on nothing and a send first in its message queue that
+    /// depends on nothing or on that copy alone, where the copy writes only buffers other than
+    /// the one the send reads. Writing the copy's destination early or late is then invisible
+    /// to every op that touches it (they all depend on the copy). The send's dependency on the
+    /// copy (`carrierWaitsForCopy`) comes from input and output being aliased in the graph, as
+    /// in place; when the buffers are apart it is void, and the executor drops it for a carrying
+    /// send (else the two would wait for each other).
+    let segmentCarrier: [Int32]
+    let carriedCopy: [Int32]
+    let carriedSegment: [Int32]
+    let carrierWaitsForCopy: [Bool]
+    /// The send instances that carry a copy (usually none).
+    let carriers: [Int32]
+
     /// Mutable run state, reused call after call (a communicator runs one operation at a time).
     let state: RunState
 
@@ -115,6 +137,42 @@ public final class CompiledPlan: @unchecked Sendable {
         self.queueSuccessor = queueSuccessor
         self.streamLow = streamLow
         self.messageBytes = messageBytes
+
+        var segmentCarrier = [Int32](repeating: -1, count: buffers.count)
+        var carriedCopy = [Int32](repeating: -1, count: n)
+        var carriedSegment = [Int32](repeating: -1, count: n)
+        var carrierWaitsForCopy = [Bool](repeating: false, count: n)
+        let graph = self.graph, kinds = opKind
+        let copies = kinds.indices.filter { kinds[$0] == .copy && graph.predecessors(of: $0).isEmpty }
+        for k in kinds.indices where kinds[k] == .send && graph.queuePredecessor[k] < 0 && ops[k].after.isEmpty {
+            let waitsFor = graph.predecessors(of: k)
+            guard waitsFor.count <= 1 else { continue }
+            for t in 0..<T {
+                let y = k * T + t
+                let from = Int(segmentStart[y * 3]), end = Int(segmentStart[y * 3 + 1])
+                guard end - from == 1, lengths[from] > 0 else { continue }
+                search: for i in copies where waitsFor.isEmpty || Int(waitsFor.first!) == i {
+                    let x = i * T + t
+                    let sources = Int(segmentStart[x * 3]), destinations = Int(segmentStart[x * 3 + 1])
+                    let written = destinations..<Int(segmentStart[x * 3 + 2])
+                    // The copy writes another buffer than the send reads (see `carriesApart`).
+                    guard written.allSatisfy({ buffers[$0] != buffers[from] }) else { continue }
+                    for a in sources..<destinations where segmentCarrier[a] < 0 && buffers[a] == buffers[from]
+                        && offsets[a] == offsets[from] && lengths[a] == lengths[from] {
+                        segmentCarrier[a] = Int32(y)
+                        carriedCopy[y] = Int32(x)
+                        carriedSegment[y] = Int32(destinations + (a - sources))
+                        carrierWaitsForCopy[y] = !waitsFor.isEmpty
+                        break search
+                    }
+                }
+            }
+        }
+        self.segmentCarrier = segmentCarrier
+        self.carriedCopy = carriedCopy
+        self.carriedSegment = carriedSegment
+        self.carrierWaitsForCopy = carrierWaitsForCopy
+        carriers = carriedCopy.indices.filter { carriedCopy[$0] >= 0 }.map(Int32.init)
         state = RunState(count: n)
     }
 
@@ -135,6 +193,9 @@ final class RunState {
     /// Staging buffer of a receive that lands outside its destination (index into the pool), `-1`,
     /// or `Executor.combinedByTransport`.
     let staging: UnsafeMutablePointer<Int32>
+    /// Per copy instance: segments still to be written by the sends carrying them, less those
+    /// already written when the copy is posted (it completes when this reaches 0 once posted).
+    let carriedLeft: UnsafeMutablePointer<Int32>
 
     init(count: Int) {
         let n = max(count, 1)
@@ -146,6 +207,8 @@ final class RunState {
         done.initialize(repeating: false, count: n)
         staging = .allocate(capacity: n)
         staging.initialize(repeating: -1, count: n)
+        carriedLeft = .allocate(capacity: n)
+        carriedLeft.initialize(repeating: 0, count: n)
     }
 
     deinit {
@@ -153,5 +216,6 @@ final class RunState {
         posted.deallocate()
         done.deallocate()
         staging.deallocate()
+        carriedLeft.deallocate()
     }
 }

@@ -33,7 +33,9 @@ public struct Execution {
 ///
 /// ## Protocol
 /// Every instance (op × piece) is *posted* once the instances it depends on are done and the
-/// previous message of its queue has been posted. Local copies and reductions run when posted.
+/// previous message of its queue has been posted. Local copies and reductions run when posted,
+/// except the parts of a copy that a send carries (`CompiledPlan.carriedCopy`): the transport
+/// writes them as it moves the send's bytes, and the copy completes with its carrying sends.
 /// Sends post straight from the caller's buffer when the message is one contiguous segment
 /// (gathering into a staging buffer otherwise). Receives land straight in their destination,
 /// and a reducing receive then combines in place (`destination = operand ⊕ destination`),
@@ -205,6 +207,7 @@ public final class Executor {
                     s.posted[x] = false
                     s.done[x] = false
                     s.staging[x] = -1
+                    s.carriedLeft[x] = 0
                 }
             }
         }
@@ -248,6 +251,24 @@ public final class Executor {
             }
         }
         func worldRank(_ e: Execution, _ r: Int) -> Int { e.worldRanks?[r] ?? r }
+        /// Where send instance y also writes its bytes for a copy it carries (`CompiledPlan.
+        /// carriedCopy`), or `nil`: it carries none, the copy is a no-op (in place), or the
+        /// transport does not copy on sends to its peer. The copy decides the same way.
+        func carriedCopyDestination(_ j: Int, _ c: CompiledPlan, _ y: Int) -> UnsafeMutableRawPointer? {
+            let b = Int(c.carriedSegment[y])
+            guard b >= 0, buffersApart(j, c, c.segments(y, 0).lowerBound, b),
+                  transport.copiesOnSend(to: worldRank(executions[j], Int(c.opPeer[y / c.pieces]))) else { return nil }
+            return pointer(j, c, b)
+        }
+        /// Whether segments a and b lie in buffers that do not overlap in memory (input and
+        /// output overlap in place; scratch is the executor's own).
+        func buffersApart(_ j: Int, _ c: CompiledPlan, _ a: Int, _ b: Int) -> Bool {
+            let ka = c.segmentBuffer[a], kb = c.segmentBuffer[b]
+            guard ka != kb else { return false }
+            if ka == .scratch || kb == .scratch { return true }
+            guard let input = bound[j].base.0, let output = bound[j].base.1 else { return false }
+            return input + c.inputBytes <= output || output + c.outputBytes <= input
+        }
 
         /// Posts instance x of execution j (which is ready).
         func post(_ j: Int, _ c: CompiledPlan, _ x: Int) throws {
@@ -260,11 +281,19 @@ public final class Executor {
             switch c.opKind[i] {
             case .copy:
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
+                var carried: Int32 = 0
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
+                    let y = Int(c.segmentCarrier[a])
+                    if y >= 0 && carriedCopyDestination(j, c, y) != nil {
+                        carried += 1  // written by send instance y
+                        continue
+                    }
                     let from = pointer(j, c, a), to = pointer(j, c, b)
                     if from != to { ReductionKernels.copy(to: to, from: from, count: c.segmentLength[a]) }
                 }
-                complete(j, c, x)
+                // Carrying sends that completed already have counted down.
+                s.carriedLeft[x] += carried
+                if s.carriedLeft[x] == 0 { complete(j, c, x) }
             case .reduce:
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
@@ -279,6 +308,7 @@ public final class Executor {
                                                region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
                 if src.count == 1 && bytes > 0 {
                     (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
+                    if c.carriedCopy[x] >= 0 { request.alsoCopyInto = carriedCopyDestination(j, c, x) }
                 } else if bytes > 0 {
                     let k = try acquireStaging(bytes, free: &freeStaging)
                     s.staging[x] = Int32(k)
@@ -371,6 +401,15 @@ public final class Executor {
             }
         }
 
+        // A carrying send does not wait for the copy it carries (see `CompiledPlan.
+        // carrierWaitsForCopy`): the copy completes after it, and its completion then takes
+        // the send's count below zero, which nothing reads once the send is posted.
+        for (j, e) in executions.enumerated() where !e.compiled.carriers.isEmpty {
+            let c = e.compiled
+            for y in c.carriers where c.carrierWaitsForCopy[Int(y)] && carriedCopyDestination(j, c, Int(y)) != nil {
+                c.state.remaining[Int(y)] -= 1
+            }
+        }
         // Post everything ready from the start.
         for (j, e) in executions.enumerated() {
             let c = e.compiled
@@ -407,9 +446,16 @@ public final class Executor {
                     let c = executions[j].compiled
                     if c.opKind[x / c.pieces] == .recv {
                         try received(j, c, x, tag: completion.tag, length: completion.length)
-                    } else if c.state.staging[x] >= 0 {
-                        freeStaging.append(Int(c.state.staging[x]))
-                        c.state.staging[x] = -1
+                    } else {
+                        if c.state.staging[x] >= 0 {
+                            freeStaging.append(Int(c.state.staging[x]))
+                            c.state.staging[x] = -1
+                        }
+                        let y = Int(c.carriedCopy[x])
+                        if y >= 0 && carriedCopyDestination(j, c, x) != nil {
+                            c.state.carriedLeft[y] -= 1
+                            if c.state.posted[y] && c.state.carriedLeft[y] == 0 { complete(j, c, y) }
+                        }
                     }
                     complete(j, c, x)
                 }
@@ -451,7 +497,7 @@ public final class Executor {
     private func timeoutError(_ executions: [Execution], after: Duration) -> ExecutionError {
         for e in executions {
             let c = e.compiled, s = c.state
-            for x in 0..<c.instanceCount where s.posted[x] && !s.done[x] {
+            for x in 0..<c.instanceCount where s.posted[x] && !s.done[x] && c.opKind[x / c.pieces] != .copy {
                 let op = c.ops[x / c.pieces]
                 let peer = e.worldRanks?[Int(op.peer)] ?? Int(op.peer)
                 return .timeout(rank: transport.rank, peer: peer, after: after, waitingFor: "op \(x / c.pieces), \(op.summary)")

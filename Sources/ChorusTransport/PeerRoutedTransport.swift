@@ -60,6 +60,12 @@ public final class PeerRoutedTransport: Transport, @unchecked Sendable {
         return members[route.member].reducesOnReceive(from: route.rank)
     }
 
+    /// Whether the member that carries messages to `peer` copies on send.
+    public func copiesOnSend(to peer: Int) -> Bool {
+        guard let route = routes[peer] else { return false }
+        return members[route.member].copiesOnSend(to: route.rank)
+    }
+
     /// The member's kind that carries messages to `peer` (`self` for this rank).
     public func kind(of peer: Int) -> String {
         guard let route = routes[peer] else { return "self" }

@@ -26,8 +26,9 @@ public struct TransportRegion: Hashable, @unchecked Sendable {
 ///
 /// Messages between two ranks on one `stream` match first-in, first-out. A send's `tag` (the
 /// executor puts the call's signature there) is delivered with the message, so the receiver can
-/// tell that its peer is running a different call.
-public struct TransportRequest: Sendable {
+/// tell that its peer is running a different call. (Unchecked `Sendable`: it points into the
+/// caller's memory, which the transport alone touches until the request completes.)
+public struct TransportRequest: @unchecked Sendable {
     /// The other rank (a world rank of the transport).
     public var peer: Int
     /// The message queue: communicator, operation within a group, channel, channel copy.
@@ -42,6 +43,11 @@ public struct TransportRequest: Sendable {
     /// For a receive to a peer whose transport `reducesOnReceive(from:)`: combine instead of
     /// overwrite, `destination = operand ⊕ message`.
     public var reduction: ReceiveReduction?
+    /// For a send to a peer whose transport `copiesOnSend(to:)`: also write the message's bytes
+    /// here (as long as the message, apart from it) before the send completes. The transport
+    /// copies from where it has just put the bytes, while they are in cache, so a local copy
+    /// of what is sent (an all-gather's own block) does not read the source a second time.
+    public var alsoCopyInto: UnsafeMutableRawPointer?
 
     public init(peer: Int, stream: UInt64, region: TransportRegion, offset: Int, length: Int, tag: UInt64, id: UInt64) {
         self.peer = peer
@@ -139,10 +145,13 @@ public protocol Transport: AnyObject, Sendable {
     /// Whether receives from `peer` may carry a `reduction` (the transport combines as it
     /// delivers). Requests to other peers never carry one.
     func reducesOnReceive(from peer: Int) -> Bool
+    /// Whether sends to `peer` may carry `alsoCopyInto`. Requests to other peers never carry it.
+    func copiesOnSend(to peer: Int) -> Bool
 }
 
 extension Transport {
     public func kind(of peer: Int) -> String { kind }
     public func network(of peer: Int) -> String { kind(of: peer) }
     public func reducesOnReceive(from peer: Int) -> Bool { false }
+    public func copiesOnSend(to peer: Int) -> Bool { false }
 }

@@ -209,16 +209,27 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private static func place(_ data: UnsafeRawPointer, bytes: Int, into r: TransportRequest, at offset: Int, streaming: Bool) {
         if let reduction = r.reduction {
             combine(reduction, into: r.pointer, message: data, bytes: bytes, at: offset)
-        } else if streaming {
-            CChorusKernels_copy_streaming(r.pointer + offset, data, bytes)
         } else {
-            (r.pointer + offset).copyMemory(from: data, byteCount: bytes)
+            copy(data, bytes: bytes, into: r.pointer + offset, streaming: streaming)
+        }
+    }
+
+    @inline(__always)
+    private static func copy(_ data: UnsafeRawPointer, bytes: Int, into destination: UnsafeMutableRawPointer, streaming: Bool) {
+        if streaming {
+            CChorusKernels_copy_streaming(destination, data, bytes)
+        } else {
+            destination.copyMemory(from: data, byteCount: bytes)
         }
     }
 
     /// Receives from any peer can carry a reduction: the bytes are combined on their way out of
     /// the ring.
     public func reducesOnReceive(from peer: Int) -> Bool { true }
+
+    /// Sends to any peer can carry a local copy: it is written from each fragment just put in
+    /// the ring (from the source, for a direct-read send).
+    public func copiesOnSend(to peer: Int) -> Bool { true }
 
     private func readDirect(from peer: Int, address: UInt64, into destination: UnsafeMutableRawPointer, length: Int) throws {
         let r = chorus_cma_read(pids[peer], destination, address, length)
@@ -336,6 +347,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
                 record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: 32, as: UInt64.self)
                 record.storeBytes(of: seq, toByteOffset: 40, as: UInt64.self)
+                if let copy = o.request.alsoCopyInto {
+                    Self.copy(o.request.pointer, bytes: o.request.length, into: copy, streaming: true)
+                }
                 head += need
                 ring.head.pointee.store(head, ordering: .releasing)
                 wrote = true
@@ -347,7 +361,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
             record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
             record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
-            if payload > 0 { (record + Ring.headerBytes).copyMemory(from: o.request.pointer + o.sent, byteCount: payload) }
+            if payload > 0 {
+                (record + Ring.headerBytes).copyMemory(from: o.request.pointer + o.sent, byteCount: payload)
+                if let copy = o.request.alsoCopyInto {
+                    // From the fragment just written, still in cache: the source is read once.
+                    Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + o.sent, streaming: o.request.length >= Self.streamingMessage)
+                }
+            }
             head += need
             o.sent += payload
             o.started = true

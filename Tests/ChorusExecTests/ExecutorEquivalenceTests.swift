@@ -4,6 +4,7 @@ import ChorusExec
 import ChorusSchedule
 import ChorusTransport
 import Foundation
+import Synchronization
 import Testing
 
 let longTests = ProcessInfo.processInfo.environment["CHORUS_LONG_TESTS"].map { $0 != "0" && !$0.isEmpty } ?? false
@@ -65,15 +66,51 @@ func inputs(_ call: GridCall, layout: ChunkLayout) -> [[UInt8]] {
     (0..<call.spec.ranks).map { r in sampleBytes(call.dataType, count: layout.inputBlocks * call.count, seed: call.seed &* 131 &+ UInt64(r)) }
 }
 
+/// A transport over another that carries `alsoCopyInto` as the protocol allows (copying from
+/// the send's source when it is posted), counting what it copied.
+final class CopyingOnSendTransport: Transport, @unchecked Sendable {
+    let base: Transport
+    private(set) var carriedBytes = 0
+    init(_ base: Transport) { self.base = base }
+    var kind: String { base.kind }
+    var rank: Int { base.rank }
+    var size: Int { base.size }
+    func register(_ pointer: UnsafeMutableRawPointer, length: Int) throws -> TransportRegion { try base.register(pointer, length: length) }
+    func deregister(_ region: TransportRegion) { base.deregister(region) }
+    func postSend(_ request: TransportRequest) throws {
+        var plain = request
+        if let copy = request.alsoCopyInto {
+            copy.copyMemory(from: request.pointer, byteCount: request.length)
+            carriedBytes += request.length
+            plain.alsoCopyInto = nil
+        }
+        try base.postSend(plain)
+    }
+    func postReceive(_ request: TransportRequest) throws { try base.postReceive(request) }
+    func progress(_ completions: inout [TransportCompletion]) throws { try base.progress(&completions) }
+    func waitForActivity(until deadline: ContinuousClock.Instant) throws { try base.waitForActivity(until: deadline) }
+    func abort(_ error: TransportError) { base.abort(error) }
+    func close() { base.close() }
+    func copiesOnSend(to peer: Int) -> Bool { true }
+}
+
 @Suite("Executor over the in-process transport")
 struct ExecutorEquivalenceTests {
-    @Test(arguments: Array(1...8))
-    func producesExactlyWhatTheReferenceInterpreterProduces(_ n: Int) throws {
+    /// With `copying`, the transport carries local copies on sends (`alsoCopyInto`): results
+    /// must not change, and an out-of-place ring or direct all-gather has its whole own block
+    /// carried (nothing in place, where that copy is a no-op; copies into scratch, as a direct
+    /// all-reduce makes, are carried either way).
+    @Test(arguments: Array(1...8), [false, true])
+    func producesExactlyWhatTheReferenceInterpreterProduces(_ n: Int, copying: Bool) throws {
         let calls = grid(n)
         let world = InProcessWorld(size: n)
-        let outputs: [[[UInt8]]] = try world.run { rank, transport in
+        let carried = Mutex<[[Int]]>(Array(repeating: [], count: n))
+        let outputs: [[[UInt8]]] = try world.run { rank, inProcess in
+            let transport: Transport = copying ? CopyingOnSendTransport(inProcess) : inProcess
             let executor = Executor(transport: transport)
             var results: [[UInt8]] = []
+            var carriedPerCall: [Int] = []
+            defer { carried.withLock { $0[rank] = carriedPerCall } }
             var compiledCache: [String: CompiledPlan] = [:]
             for call in calls {
                 let algorithm = AlgorithmRegistry.algorithm(id: call.algorithm)!
@@ -111,7 +148,9 @@ struct ExecutorEquivalenceTests {
                             }
                         }
                         let execution = Execution(compiled: compiled, input: inPtr, output: outPtr, reduceOp: call.op, tag: tag, streamBase: 0)
+                        let before = (transport as? CopyingOnSendTransport)?.carriedBytes ?? 0
                         try executor.run([execution], timeout: .seconds(20), isAborted: { nil })
+                        carriedPerCall.append(((transport as? CopyingOnSendTransport)?.carriedBytes ?? 0) - before)
                         if call.inPlace && call.spec.collective == .reduceScatter && compiled.outputBytes > 0 {
                             out.baseAddress!.copyMemory(from: outPtr!, byteCount: compiled.outputBytes)
                         }
@@ -133,5 +172,23 @@ struct ExecutorEquivalenceTests {
             }
         }
         #expect(checked > 0)
+        let carriedPerCall = carried.withLock { $0 }
+        func compiledInputBytes(_ call: GridCall) -> Int {
+            let schedule = try! AlgorithmRegistry.algorithm(id: call.algorithm)!.generate(call.spec, context: contexts(n)[call.contextIndex])
+            return schedule.layout.elementCount(.input, blockElements: call.count) * call.dataType.size
+        }
+        for (index, call) in calls.enumerated() {
+            let ownBlock = call.count * call.dataType.size
+            for r in 0..<n {
+                let bytes = carriedPerCall[r][index]
+                if !copying || n == 1 || (call.inPlace && call.spec.collective == .allGather) {
+                    #expect(bytes == 0, "\(call.algorithm) n=\(n) inPlace \(call.inPlace) rank \(r): \(bytes) bytes carried")
+                } else if call.spec.collective == .allGather && ["ring", "bidirectional-ring", "direct"].contains(call.algorithm) && call.contextIndex == 0 {
+                    #expect(bytes == ownBlock, "\(call.algorithm) all-gather n=\(n) count \(call.count) rank \(r): \(bytes) of \(ownBlock) own-block bytes carried")
+                } else {
+                    #expect(bytes <= compiledInputBytes(call), "\(call.algorithm) \(call.spec.collective) n=\(n) rank \(r): \(bytes) bytes carried")
+                }
+            }
+        }
     }
 }
