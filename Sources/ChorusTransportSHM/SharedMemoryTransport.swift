@@ -13,7 +13,7 @@ import Glibc
 /// Every ordered pair of ranks has a single-producer, single-consumer ring in the receiver's
 /// segment (`SharedSegment`). A send is cut into fragments of at most a quarter of the ring;
 /// each fragment is a record (payload length, message length, stream, tag, payload) copied in
-/// by the sender. The send completes when its last fragment is in the ring (its buffer may be
+/// by the sender, which publishes it last (`Ring`). The send completes when its last fragment is in the ring (its buffer may be
 /// reused). The receiver drains its rings in `progress`: the first fragment of a message
 /// matches the oldest posted receive of that (peer, stream), and the fragments are copied
 /// straight into its buffer; a message with no receive posted yet is kept in memory until one
@@ -26,10 +26,11 @@ import Glibc
 /// `CHORUS_SHM_DIRECT=1`); otherwise everything goes through the rings.
 ///
 /// ## Waiting
-/// `waitForActivity` watches the doorbell in this rank's segment, which a peer bumps after
-/// writing to one of this rank's rings or freeing space in one of the peer's rings that this
-/// rank writes. It spins for up to 50 µs when the host has a core per rank, then sleeps on the
-/// doorbell with `futex` (a peer wakes it only when it counts as asleep). While waiting it
+/// `waitForActivity` watches the next record of each of this rank's rings and the doorbell in
+/// this rank's segment, which a peer bumps after freeing space in one of the peer's rings that
+/// this rank writes (when this rank waits for it), acknowledging a direct read or aborting, and
+/// after writing to one of this rank's rings only when this rank sleeps. It spins for up to
+/// 50 µs when the host has a core per rank, then sleeps on the doorbell with `futex`. While waiting it
 /// checks every 100 ms that the peers it waits for are alive, so a rank that was killed is
 /// named at once instead of at the timeout.
 ///
@@ -95,6 +96,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     @exclusivity(unchecked) private var outgoing: [[Outgoing]]
+    /// Per peer: the head of this rank's ring in the peer's segment (bytes ever written).
+    @exclusivity(unchecked) private var heads: [UInt64]
+    /// Per peer: the ring in this rank's segment that the peer writes (unused at this rank).
+    private let inbound: [Ring]
     @exclusivity(unchecked) private var outgoingHead: [Int]
     /// Direct-read sends waiting for the receiver's acknowledgement, per peer.
     @exclusivity(unchecked) private var awaiting: [[(request: TransportRequest, seq: UInt64)]]
@@ -139,6 +144,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
+        heads = Array(repeating: 0, count: size)
+        inbound = (0..<size).map { $0 == rank ? Ring(control: own.segment.base, data: own.segment.base, capacity: 0) : own.segment.ring(from: $0) }
         // Read once here: the sender keeps `head − tailSeen` within the ring's capacity.
         tailSeen = (0..<size).map { $0 == rank ? 0 : segments[$0].ring(from: rank).tail.pointee.load(ordering: .acquiring) }
         awaiting = Array(repeating: [], count: size)
@@ -296,7 +303,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// One pass of `push`; returns whether it stopped for lack of room in the ring.
     private func pushOnce(to peer: Int) -> Bool {
         let ring = segments[peer].ring(from: rank)
-        var head = ring.head.pointee.load(ordering: .relaxed)
+        var head = heads[peer]
+        defer { heads[peer] = head }
         // The receiver's tail as last read: it only grows, so this undercounts the room, and
         // the shared line (which the receiver writes) is read again only when a record seems
         // not to fit.
@@ -327,6 +335,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                     }
                 }
                 (ring.data + Int(position)).storeBytes(of: Ring.pad, as: UInt64.self)
+                ring.publish(at: head)
                 head += contiguous
                 continue
             }
@@ -345,13 +354,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
                 record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
                 record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
-                record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: 32, as: UInt64.self)
-                record.storeBytes(of: seq, toByteOffset: 40, as: UInt64.self)
+                record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: Ring.headerBytes, as: UInt64.self)
+                record.storeBytes(of: seq, toByteOffset: Ring.headerBytes + 8, as: UInt64.self)
                 if let copy = o.request.alsoCopyInto {
                     Self.copy(o.request.pointer, bytes: o.request.length, into: copy, streaming: true)
                 }
+                ring.publish(at: head)
                 head += need
-                ring.head.pointee.store(head, ordering: .releasing)
                 wrote = true
                 awaiting[peer].append((o.request, seq))
                 outgoingHead[peer] += 1
@@ -368,10 +377,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                     Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + o.sent, streaming: o.request.length >= Self.streamingMessage)
                 }
             }
+            ring.publish(at: head)
             head += need
             o.sent += payload
             o.started = true
-            ring.head.pointee.store(head, ordering: .releasing)
             wrote = true
             if o.sent == o.request.length {
                 ready.append(TransportCompletion(id: o.request.id, tag: o.request.tag, length: o.request.length))
@@ -384,7 +393,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             outgoing[peer].removeAll(keepingCapacity: true)
             outgoingHead[peer] = 0
         }
-        if wrote { segments[peer].ring() }
+        if wrote { segments[peer].wakeIfAsleep() }
         return full
     }
 
@@ -395,13 +404,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     /// Consumes every record `peer` has written to this rank's ring from it.
     private func drain(from peer: Int) throws {
-        let own = segments[rank]
-        let ring = own.ring(from: peer)
+        let ring = inbound[peer]
         var tail = ring.tail.pointee.load(ordering: .relaxed)
-        let head = ring.head.pointee.load(ordering: .acquiring)
-        guard tail != head else { return }
+        guard ring.hasRecord(at: tail) else { return }
         let capacity = UInt64(ring.capacity)
-        while tail < head {
+        // At most one ring's worth per call (the sender may go on writing meanwhile).
+        let end = tail + capacity
+        while tail < end && ring.hasRecord(at: tail) {
             let position = tail % capacity
             let record = ring.data + Int(position)
             let length = record.load(fromByteOffset: 0, as: UInt64.self)
@@ -416,8 +425,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 let total = Int(record.load(fromByteOffset: 8, as: UInt64.self))
                 let stream = record.load(fromByteOffset: 16, as: UInt64.self)
                 let tag = record.load(fromByteOffset: 24, as: UInt64.self)
-                let address = record.load(fromByteOffset: 32, as: UInt64.self)
-                let seq = record.load(fromByteOffset: 40, as: UInt64.self)
+                let address = record.load(fromByteOffset: Ring.headerBytes, as: UInt64.self)
+                let seq = record.load(fromByteOffset: Ring.headerBytes + 8, as: UInt64.self)
                 tail += UInt64(Ring.recordBytes(payload: 16))
                 // Free the ring before the (possibly long) read, so the sender can go on.
                 ring.tail.pointee.store(tail, ordering: .releasing)
@@ -497,7 +506,16 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
         let own = segments[rank]
         let seen = doorbellSeen
-        func arrived() -> Bool { own.doorbell.pointee.load(ordering: .sequentiallyConsistent) != seen }
+        // A peer rings the doorbell for freed space, acknowledgements and aborts, and for new
+        // records only when this rank sleeps: spinning, it reads its rings' next records.
+        func arrived() -> Bool {
+            if own.doorbell.pointee.load(ordering: .sequentiallyConsistent) != seen { return true }
+            for peer in 0..<size where peer != rank {
+                let ring = inbound[peer]
+                if ring.hasRecord(at: ring.tail.pointee.load(ordering: .relaxed)) { return true }
+            }
+            return false
+        }
         if spinUntilArrival(spins: spins, arrived) { return }
         own.sleepers.pointee.add(1, ordering: .sequentiallyConsistent)
         defer { own.sleepers.pointee.subtract(1, ordering: .sequentiallyConsistent) }

@@ -14,7 +14,7 @@ import Glibc
 /// | 128 | sleepers: Int64, the owner's threads asleep on the doorbell |
 /// | 192 | aborted by: Int64 rank, or -1 |
 /// | 256 | abort reason: length (UInt64), then UTF-8 bytes up to the header's end |
-/// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): head (UInt64, written by the sender) at +0, tail (UInt64, written by the owner) at +64, data at +128 |
+/// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): the sender-waiting flag (UInt64) at +8, tail (UInt64, written by the owner) at +64, data at +128 |
 /// | after the rings, k·512 | acknowledgements from the k-th peer of the owner's direct-read sends: 64 slots of UInt64, slot `seq % 64` set to `seq + 1` |
 ///
 /// ## Names and lifetime
@@ -188,37 +188,77 @@ struct SharedSegment {
         return Ring(control: control, data: control + Self.ringControlBytes, capacity: ringBytes)
     }
 
-    /// Wakes the owner if it sleeps (after a write to its rings, or freed space in its own).
+    /// Bumps the owner's doorbell and wakes it if it sleeps (freed space in a ring of the
+    /// owner's, a direct read acknowledged, an abort).
     func ring() {
         doorbell.pointee.add(1, ordering: .sequentiallyConsistent)
         if sleepers.pointee.load(ordering: .sequentiallyConsistent) > 0 { _ = chorus_futex_wake(doorbellWord) }
     }
+
+    /// After publishing records in one of the owner's rings: wakes the owner only if it sleeps.
+    /// A spinning owner watches its rings' next records itself (`Ring.published`), so the
+    /// doorbell's cache line does not move on every message. The fence orders the records'
+    /// publication before the read of `sleepers`; the owner raises `sleepers` (sequentially
+    /// consistent) before it looks at its rings a last time, so either it sees the record or
+    /// this sees it asleep.
+    func wakeIfAsleep() {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if sleepers.pointee.load(ordering: .relaxed) > 0 {
+            doorbell.pointee.add(1, ordering: .sequentiallyConsistent)
+            _ = chorus_futex_wake(doorbellWord)
+        }
+    }
 }
 
-/// A single-producer, single-consumer byte ring in shared memory. `head` and `tail` count bytes
-/// ever written and consumed; records are 64-byte aligned and never wrap (a pad record fills
-/// the end when the next record would not fit).
+/// A single-producer, single-consumer byte ring in shared memory. Positions count bytes ever
+/// written (the sender's head, kept in the sender's memory) and consumed (`tail`); records are
+/// 64-byte aligned and never wrap (a pad record fills the end when the next record would not
+/// fit).
+///
+/// A record is *published* by storing its position + 1 in its `published` word, last and with
+/// release ordering: the receiver reads the word at its tail and consumes the record when it
+/// equals tail + 1 (a record of an earlier lap, or the zeroed ring, holds another value). So a
+/// receiver learns of a message by reading the message's own first cache line, which holds the
+/// whole record when the payload is at most 16 bytes, instead of a head counter and then the
+/// record.
 struct Ring {
     let control: UnsafeMutableRawPointer
     let data: UnsafeMutableRawPointer
     let capacity: Int
 
-    var head: UnsafeMutablePointer<Atomic<UInt64>> { control.assumingMemoryBound(to: Atomic<UInt64>.self) }
     var tail: UnsafeMutablePointer<Atomic<UInt64>> { (control + 64).assumingMemoryBound(to: Atomic<UInt64>.self) }
     /// Set by the sender when a record did not fit; the receiver rings the sender's doorbell
     /// after consuming only then (ringing after every drain woke a spinning sender for nothing
-    /// and moved its doorbell's cache line on every message). Next to `head`, which the
-    /// receiver reads anyway.
+    /// and moved its doorbell's cache line on every message).
     var senderWaiting: UnsafeMutablePointer<Atomic<UInt64>> { (control + 8).assumingMemoryBound(to: Atomic<UInt64>.self) }
 
     /// Record header: payload length (or `pad`, or `direct`), the message's total length,
-    /// stream, tag.
-    static let headerBytes = 32
+    /// stream, tag, the published word, 8 spare bytes; the payload from byte 48.
+    static let headerBytes = 48
+    static let publishedOffset = 32
     static let pad = UInt64.max
     /// A direct-read descriptor: the payload is the sender's address and sequence number.
     static let direct = UInt64.max - 1
 
     static func recordBytes(payload: Int) -> Int { (headerBytes + payload + 63) & ~63 }
+
+    /// The published word of the record at `record`.
+    @inline(__always)
+    static func published(_ record: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        (record + publishedOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
+    }
+
+    /// Publishes the record that starts at `position`, written in full.
+    @inline(__always)
+    func publish(at position: UInt64) {
+        Ring.published(data + Int(position % UInt64(capacity))).pointee.store(position + 1, ordering: .releasing)
+    }
+
+    /// Whether the record at `tail` has been published.
+    @inline(__always)
+    func hasRecord(at tail: UInt64) -> Bool {
+        Ring.published(data + Int(tail % UInt64(capacity))).pointee.load(ordering: .acquiring) == tail + 1
+    }
 }
 
 import CChorusSHM
