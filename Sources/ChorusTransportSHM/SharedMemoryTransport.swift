@@ -145,7 +145,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
         heads = Array(repeating: 0, count: size)
-        inbound = (0..<size).map { $0 == rank ? Ring(control: own.segment.base, data: own.segment.base, capacity: 0) : own.segment.ring(from: $0) }
+        inbound = (0..<size).map { $0 == rank ? Ring(control: own.segment.base, data: own.segment.base, capacity: 0, key: 0) : own.segment.ring(from: $0) }
         // Read once here: the sender keeps `head − tailSeen` within the ring's capacity.
         tailSeen = (0..<size).map { $0 == rank ? 0 : segments[$0].ring(from: rank).tail.pointee.load(ordering: .acquiring) }
         awaiting = Array(repeating: [], count: size)

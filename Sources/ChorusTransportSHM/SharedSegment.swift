@@ -9,7 +9,7 @@ import Glibc
 /// ## Layout
 /// | offset | field |
 /// |---|---|
-/// | 0 | magic, ranks, owner rank, owner pid, ring bytes, peers may read the owner's memory directly (UInt64 each) |
+/// | 0 | magic, ranks, owner rank, owner pid, ring bytes, peers may read the owner's memory directly, publication key of the owner's rings (UInt64 each) |
 /// | 64 | doorbell: UInt32 futex word, bumped by every peer that writes to a ring here or frees space in a ring of the owner's |
 /// | 128 | sleepers: Int64, the owner's threads asleep on the doorbell |
 /// | 192 | aborted by: Int64 rank, or -1 |
@@ -76,6 +76,7 @@ struct SharedSegment {
         s.word(3).pointee = UInt64(getpid())
         s.word(4).pointee = UInt64(ring)
         s.word(5).pointee = directReadsWork() ? 1 : 0
+        s.word(6).pointee = UInt64.random(in: 0...UInt64.max) | 1 << 63
         s.abortedBy.pointee.store(-1, ordering: .relaxed)
         s.word(0).pointee = magic   // last: a peer that sees the magic sees the rest
         return s
@@ -185,7 +186,7 @@ struct SharedSegment {
     func ring(from sender: Int) -> Ring {
         let k = sender < owner ? sender : sender - 1
         let control = base + Self.headerBytes + k * (Self.ringControlBytes + ringBytes)
-        return Ring(control: control, data: control + Self.ringControlBytes, capacity: ringBytes)
+        return Ring(control: control, data: control + Self.ringControlBytes, capacity: ringBytes, key: word(6).pointee)
     }
 
     /// Bumps the owner's doorbell and wakes it if it sleeps (freed space in a ring of the
@@ -215,16 +216,20 @@ struct SharedSegment {
 /// 64-byte aligned and never wrap (a pad record fills the end when the next record would not
 /// fit).
 ///
-/// A record is *published* by storing its position + 1 in its `published` word, last and with
-/// release ordering: the receiver reads the word at its tail and consumes the record when it
-/// equals tail + 1 (a record of an earlier lap, or the zeroed ring, holds another value). So a
-/// receiver learns of a message by reading the message's own first cache line, which holds the
-/// whole record when the payload is at most 16 bytes, instead of a head counter and then the
-/// record.
+/// A record is *published* by storing `(position + 1) ^ key` in its `published` word, last and
+/// with release ordering: the receiver reads the word at its tail and consumes the record when
+/// it holds that value for its tail. So a receiver learns of a message by reading the message's
+/// own first cache line, which holds the whole record when the payload is at most 16 bytes,
+/// instead of a head counter and then the record. A record of an earlier lap holds another
+/// position; the zeroed ring holds 0, which no publication is (the key's top bit is set); the
+/// key is random per segment, so a large record's payload left at a later record's place reads
+/// as that record's publication only with probability 2⁻⁶⁴, whatever the data.
 struct Ring {
     let control: UnsafeMutableRawPointer
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    /// The segment's publication key (its owner draws it at random).
+    let key: UInt64
 
     var tail: UnsafeMutablePointer<Atomic<UInt64>> { (control + 64).assumingMemoryBound(to: Atomic<UInt64>.self) }
     /// Set by the sender when a record did not fit; the receiver rings the sender's doorbell
@@ -251,13 +256,13 @@ struct Ring {
     /// Publishes the record that starts at `position`, written in full.
     @inline(__always)
     func publish(at position: UInt64) {
-        Ring.published(data + Int(position % UInt64(capacity))).pointee.store(position + 1, ordering: .releasing)
+        Ring.published(data + Int(position % UInt64(capacity))).pointee.store((position + 1) ^ key, ordering: .releasing)
     }
 
     /// Whether the record at `tail` has been published.
     @inline(__always)
     func hasRecord(at tail: UInt64) -> Bool {
-        Ring.published(data + Int(tail % UInt64(capacity))).pointee.load(ordering: .acquiring) == tail + 1
+        Ring.published(data + Int(tail % UInt64(capacity))).pointee.load(ordering: .acquiring) == (tail + 1) ^ key
     }
 }
 
