@@ -287,21 +287,24 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     /// Writes as many fragments of queued sends to `peer` as its ring has room for. When one
-    /// does not fit, raises the ring's `senderWaiting` flag and looks once more (the receiver
-    /// stores its tail before it reads the flag, both sequentially consistent, so either this
-    /// rank sees the room or the receiver sees the flag and rings).
+    /// does not fit, raises the ring's `senderWaiting` flag and reads the tail once more: if it
+    /// moved since the read that found the ring full, it tries again; else it returns, and the
+    /// receiver rings once it frees room. (The receiver stores its tail before it reads the flag,
+    /// both sequentially consistent, so either this rank sees the new tail or the receiver sees
+    /// the flag. Comparing with any later read of the tail instead would miss room freed between
+    /// the two reads, and both ranks would wait.)
     private func push(to peer: Int) {
-        while pushOnce(to: peer) {
+        while let tailWhenFull = pushOnce(to: peer) {
             let ring = segments[peer].ring(from: rank)
-            let tailSeen = ring.tail.pointee.load(ordering: .sequentiallyConsistent)
             ring.senderWaiting.pointee.store(1, ordering: .sequentiallyConsistent)
-            guard ring.tail.pointee.load(ordering: .sequentiallyConsistent) != tailSeen else { return }
+            guard ring.tail.pointee.load(ordering: .sequentiallyConsistent) != tailWhenFull else { return }
             ring.senderWaiting.pointee.store(0, ordering: .relaxed)
         }
     }
 
-    /// One pass of `push`; returns whether it stopped for lack of room in the ring.
-    private func pushOnce(to peer: Int) -> Bool {
+    /// One pass of `push`. Returns `nil` when every queued fragment is written, or the tail read
+    /// that found the ring too full for the next one.
+    private func pushOnce(to peer: Int) -> UInt64? {
         let ring = segments[peer].ring(from: rank)
         var head = heads[peer]
         defer { heads[peer] = head }
@@ -394,7 +397,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             outgoingHead[peer] = 0
         }
         if wrote { segments[peer].wakeIfAsleep() }
-        return full
+        return full ? tail : nil
     }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
