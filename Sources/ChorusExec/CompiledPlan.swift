@@ -155,7 +155,7 @@ public final class CompiledPlan: @unchecked Sendable {
                     let x = i * T + t
                     let sources = Int(segmentStart[x * 3]), destinations = Int(segmentStart[x * 3 + 1])
                     let written = destinations..<Int(segmentStart[x * 3 + 2])
-                    // The copy writes another buffer than the send reads (see `carriesApart`).
+                    // The copy writes another buffer than the send reads (see `Executor`'s `buffersApart`).
                     guard written.allSatisfy({ buffers[$0] != buffers[from] }) else { continue }
                     for a in sources..<destinations where segmentCarrier[a] < 0 && buffers[a] == buffers[from]
                         && offsets[a] == offsets[from] && lengths[a] == lengths[from] {
@@ -175,6 +175,16 @@ public final class CompiledPlan: @unchecked Sendable {
         carriers = carriedCopy.indices.filter { carriedCopy[$0] >= 0 }.map(Int32.init)
         state = RunState(count: n)
     }
+
+    /// The op of instance `x` (`x / pieces`; no division when chunks are whole, as small
+    /// messages are: a division costs tens of cycles, and the executor asks on every post and
+    /// completion).
+    @inline(__always)
+    func op(of x: Int) -> Int { pieces == 1 ? x : x / pieces }
+
+    /// The piece of instance `x` (`x % pieces`).
+    @inline(__always)
+    func piece(of x: Int) -> Int { pieces == 1 ? 0 : x % pieces }
 
     /// The segments of instance `x` in `role` (0 source, 1 destination, 2 operand).
     @inlinable

@@ -242,7 +242,7 @@ public final class Executor {
             let s = c.state, T = c.pieces
             s.done[x] = true
             doneCount += 1
-            let i = x / T, t = x % T
+            let i = c.op(of: x), t = c.piece(of: x)
             let g = c.graph
             for k in Int(g.successorOffsets[i])..<Int(g.successorOffsets[i + 1]) {
                 let y = Int(g.successorList[k]) * T + t
@@ -257,7 +257,7 @@ public final class Executor {
         func carriedCopyDestination(_ j: Int, _ c: CompiledPlan, _ y: Int) -> UnsafeMutableRawPointer? {
             let b = Int(c.carriedSegment[y])
             guard b >= 0, buffersApart(j, c, c.segments(y, 0).lowerBound, b),
-                  transport.copiesOnSend(to: worldRank(executions[j], Int(c.opPeer[y / c.pieces]))) else { return nil }
+                  transport.copiesOnSend(to: worldRank(executions[j], Int(c.opPeer[c.op(of: y)]))) else { return nil }
             return pointer(j, c, b)
         }
         /// Whether segments a and b lie in buffers that do not overlap in memory (input and
@@ -272,11 +272,11 @@ public final class Executor {
 
         /// Posts instance x of execution j (which is ready).
         func post(_ j: Int, _ c: CompiledPlan, _ x: Int) throws {
-            let e = executions[j], s = c.state, T = c.pieces
+            let e = executions[j], s = c.state
             s.posted[x] = true
             let q = Int(c.queueSuccessor[x])
             if q >= 0 { pending.append(j << 40 | q) }
-            let i = x / T
+            let i = c.op(of: x)
             let es = c.dataType.size
             switch c.opKind[i] {
             case .copy:
@@ -360,8 +360,8 @@ public final class Executor {
 
         /// A receive finished: check its signature, then combine or scatter what arrived.
         func received(_ j: Int, _ c: CompiledPlan, _ x: Int, tag: UInt64, length: Int) throws {
-            let e = executions[j], s = c.state, T = c.pieces
-            let i = x / T, reducing = c.opReducing[i]
+            let e = executions[j], s = c.state
+            let i = c.op(of: x), reducing = c.opReducing[i]
             if tag != e.tag {
                 let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
                 let ours = CallSignature(packed: e.tag)?.description ?? "tag \(e.tag)"
@@ -444,7 +444,7 @@ public final class Executor {
                 for completion in completions {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
                     let c = executions[j].compiled
-                    if c.opKind[x / c.pieces] == .recv {
+                    if c.opKind[c.op(of: x)] == .recv {
                         try received(j, c, x, tag: completion.tag, length: completion.length)
                     } else {
                         if c.state.staging[x] >= 0 {

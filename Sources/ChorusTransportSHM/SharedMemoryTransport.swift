@@ -326,7 +326,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             let payload = direct ? 16 : min(remaining, fragmentBytes)
             let need = UInt64(Ring.recordBytes(payload: payload))
-            let position = head % capacity
+            let position = UInt64(ring.offset(of: head))
             let contiguous = capacity - position
             if need > contiguous {
                 // Pad to the end and start over at the beginning.
@@ -414,7 +414,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         // At most one ring's worth per call (the sender may go on writing meanwhile).
         let end = tail + capacity
         while tail < end && ring.hasRecord(at: tail) {
-            let position = tail % capacity
+            let position = UInt64(ring.offset(of: tail))
             let record = ring.data + Int(position)
             let length = record.load(fromByteOffset: 0, as: UInt64.self)
             if length == Ring.pad {
