@@ -250,14 +250,19 @@ public final class Executor {
                 if s.remaining[y] == 0 { pending.append(j << 40 | y) }
             }
         }
-        func worldRank(_ e: Execution, _ r: Int) -> Int { e.worldRanks?[r] ?? r }
+        // Transport rank of schedule rank r in execution j. (Fields are read from `executions[j]`
+        // one by one, and plans are held `unowned(unsafe)`: copying an `Execution` or loading
+        // its plan retained and released them on every post and completion; `executions` keeps
+        // them alive for the whole run.)
+        let remapped = executions.contains { $0.worldRanks != nil }
+        func worldRank(_ j: Int, _ r: Int) -> Int { remapped ? executions[j].worldRanks?[r] ?? r : r }
         /// Where send instance y also writes its bytes for a copy it carries (`CompiledPlan.
         /// carriedCopy`), or `nil`: it carries none, the copy is a no-op (in place), or the
         /// transport does not copy on sends to its peer. The copy decides the same way.
         func carriedCopyDestination(_ j: Int, _ c: CompiledPlan, _ y: Int) -> UnsafeMutableRawPointer? {
             let b = Int(c.carriedSegment[y])
             guard b >= 0, buffersApart(j, c, c.segments(y, 0).lowerBound, b),
-                  transport.copiesOnSend(to: worldRank(executions[j], Int(c.opPeer[c.op(of: y)]))) else { return nil }
+                  transport.copiesOnSend(to: worldRank(j, Int(c.opPeer[c.op(of: y)]))) else { return nil }
             return pointer(j, c, b)
         }
         /// Whether segments a and b lie in buffers that do not overlap in memory (input and
@@ -272,7 +277,7 @@ public final class Executor {
 
         /// Posts instance x of execution j (which is ready).
         func post(_ j: Int, _ c: CompiledPlan, _ x: Int) throws {
-            let e = executions[j], s = c.state
+            let s = c.state
             s.posted[x] = true
             let q = Int(c.queueSuccessor[x])
             if q >= 0 { pending.append(j << 40 | q) }
@@ -298,14 +303,14 @@ public final class Executor {
                 let src = c.segments(x, 0), dst = c.segments(x, 1)
                 for (a, b) in zip(src, dst) where c.segmentLength[a] > 0 {
                     let into = pointer(j, c, b)
-                    ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.segmentLength[a] / es, a: into, b: pointer(j, c, a), into: into)
+                    ReductionKernels.reduce(executions[j].reduceOp, c.dataType, count: c.segmentLength[a] / es, a: into, b: pointer(j, c, a), into: into)
                 }
                 complete(j, c, x)
             case .send:
                 let src = c.segments(x, 0)
                 let bytes = c.messageBytes[x]
-                var request = TransportRequest(peer: worldRank(e, Int(c.opPeer[i])), stream: e.streamBase | c.streamLow[x],
-                                               region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
+                var request = TransportRequest(peer: worldRank(j, Int(c.opPeer[i])), stream: executions[j].streamBase | c.streamLow[x],
+                                               region: try zeroRegion(), offset: 0, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
                 if src.count == 1 && bytes > 0 {
                     (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
                     if c.carriedCopy[x] >= 0 { request.alsoCopyInto = carriedCopyDestination(j, c, x) }
@@ -323,9 +328,9 @@ public final class Executor {
             case .recv:
                 let dst = c.segments(x, 1), operand = c.segments(x, 2)
                 let bytes = c.messageBytes[x]
-                let peer = worldRank(e, Int(c.opPeer[i]))
-                var request = TransportRequest(peer: peer, stream: e.streamBase | c.streamLow[x],
-                                               region: try zeroRegion(), offset: 0, length: bytes, tag: e.tag, id: UInt64(j << 40 | x))
+                let peer = worldRank(j, Int(c.opPeer[i]))
+                var request = TransportRequest(peer: peer, stream: executions[j].streamBase | c.streamLow[x],
+                                               region: try zeroRegion(), offset: 0, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
                 if c.opReducing[i] && dst.count == 1 && operand.count == 1 && bytes > 0 && transport.reducesOnReceive(from: peer) {
                     // The transport combines as it delivers: destination = operand ⊕ message,
                     // with no staging and no second pass (the operand is the destination itself
@@ -333,7 +338,7 @@ public final class Executor {
                     let d = pointer(j, c, dst.lowerBound), o = pointer(j, c, operand.lowerBound)
                     if d == o || o + bytes <= d || d + bytes <= o {
                         (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
-                        request.reduction = ReceiveReduction(operand: o, kernelOp: e.reduceOp.kernelCode, kernelType: c.dataType.kernelCode,
+                        request.reduction = ReceiveReduction(operand: o, kernelOp: executions[j].reduceOp.kernelCode, kernelType: c.dataType.kernelCode,
                                                              elementSize: c.dataType.size)
                         s.staging[x] = Executor.combinedByTransport
                         try transport.postReceive(request)
@@ -360,15 +365,15 @@ public final class Executor {
 
         /// A receive finished: check its signature, then combine or scatter what arrived.
         func received(_ j: Int, _ c: CompiledPlan, _ x: Int, tag: UInt64, length: Int) throws {
-            let e = executions[j], s = c.state
+            let s = c.state, ourTag = executions[j].tag
             let i = c.op(of: x), reducing = c.opReducing[i]
-            if tag != e.tag {
+            if tag != ourTag {
                 let theirs = CallSignature(packed: tag)?.description ?? "an unrecognized call (tag \(tag))"
-                let ours = CallSignature(packed: e.tag)?.description ?? "tag \(e.tag)"
-                throw ExecutionError.mismatch(peer: worldRank(e, Int(c.opPeer[i])), rank: transport.rank, theirs: theirs, ours: ours)
+                let ours = CallSignature(packed: ourTag)?.description ?? "tag \(ourTag)"
+                throw ExecutionError.mismatch(peer: worldRank(j, Int(c.opPeer[i])), rank: transport.rank, theirs: theirs, ours: ours)
             }
             guard length == c.messageBytes[x] else {
-                let peer = worldRank(e, Int(c.opPeer[i]))
+                let peer = worldRank(j, Int(c.opPeer[i]))
                 throw ExecutionError.transport(TransportError(.protocolViolation, peer: peer,
                     "rank \(peer) sent \(length) bytes where rank \(transport.rank) expected \(c.messageBytes[x]) (op \(i), \(c.ops[i].summary)); the ranks run the same call with different plans (is CHORUS_ALGO or CHORUS_TOPO_FILE set differently?)"))
             }
@@ -386,7 +391,7 @@ public final class Executor {
                     if length > 0 {
                         let into = pointer(j, c, d)
                         if reducing {
-                            ReductionKernels.reduce(e.reduceOp, c.dataType, count: length / es, a: pointer(j, c, operand.lowerBound + n), b: base + offset, into: into)
+                            ReductionKernels.reduce(executions[j].reduceOp, c.dataType, count: length / es, a: pointer(j, c, operand.lowerBound + n), b: base + offset, into: into)
                         } else {
                             ReductionKernels.copy(to: into, from: base + offset, count: length)
                         }
@@ -397,7 +402,7 @@ public final class Executor {
                 s.staging[x] = -1
             } else if reducing && c.messageBytes[x] > 0 {
                 let d = pointer(j, c, dst.lowerBound)
-                ReductionKernels.reduce(e.reduceOp, c.dataType, count: c.messageBytes[x] / es, a: pointer(j, c, operand.lowerBound), b: d, into: d)
+                ReductionKernels.reduce(executions[j].reduceOp, c.dataType, count: c.messageBytes[x] / es, a: pointer(j, c, operand.lowerBound), b: d, into: d)
             }
         }
 
@@ -418,7 +423,7 @@ public final class Executor {
         func drainPending() throws {
             while let v = pending.popLast() {
                 let j = v >> 40, x = v & ((1 << 40) - 1)
-                let c = executions[j].compiled
+                unowned(unsafe) let c = executions[j].compiled
                 if ready(c, x) { try post(j, c, x) }
             }
         }
@@ -443,7 +448,7 @@ public final class Executor {
                 progressed = true
                 for completion in completions {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
-                    let c = executions[j].compiled
+                    unowned(unsafe) let c = executions[j].compiled
                     if c.opKind[c.op(of: x)] == .recv {
                         try received(j, c, x, tag: completion.tag, length: completion.length)
                     } else {
