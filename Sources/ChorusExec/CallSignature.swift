@@ -37,11 +37,39 @@ public struct CallSignature: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var packed: UInt64 {
-        let type = UInt64(DataType.allCases.firstIndex(of: dataType)!)
-        let opBits = op.map { UInt64(ReduceOp.allCases.firstIndex(of: $0)! + 1) } ?? 0
+        let type = UInt64(Self.index(of: dataType))
+        let opBits = op.map { UInt64(Self.index(of: $0) + 1) } ?? 0
         let rootBits = UInt64(truncatingIfNeeded: (root ?? 0) & 0x3FFFF)
         let countBits = UInt64(truncatingIfNeeded: count) & 0xF_FFFF_FFFF
         return kind.rawValue | type << 3 | opBits << 7 | rootBits << 10 | countBits << 28
+    }
+
+    /// A data type's place in `DataType.allCases`, without building that array (as
+    /// `allCases.firstIndex(of:)` did, on every call).
+    public static func index(of type: DataType) -> Int {
+        switch type {
+        case .float32: 0
+        case .float64: 1
+        case .float16: 2
+        case .bfloat16: 3
+        case .int8: 4
+        case .uint8: 5
+        case .int32: 6
+        case .uint32: 7
+        case .int64: 8
+        case .uint64: 9
+        }
+    }
+
+    /// An op's place in `ReduceOp.allCases`.
+    public static func index(of op: ReduceOp) -> Int {
+        switch op {
+        case .sum: 0
+        case .prod: 1
+        case .min: 2
+        case .max: 3
+        case .avg: 4
+        }
     }
 
     /// Unpacks a tag; `nil` if it is not a signature.

@@ -24,24 +24,32 @@ public final class CompiledPlan: @unchecked Sendable {
     public let outputBytes: Int
     public let scratchBytes: Int
 
-    // Segments of each instance's roles: 0 = source, 1 = destination, 2 = reduce operand.
-    @usableFromInline let segmentStart: [Int32]
-    @usableFromInline let segmentBuffer: [BufferKind]
-    @usableFromInline let segmentOffset: [Int]
-    @usableFromInline let segmentLength: [Int]
-    /// Previous and next instance in the same message queue (`-1` if none or local).
-    let queuePredecessor: [Int32]
-    let queueSuccessor: [Int32]
-    /// Low bits of the stream: schedule channel and channel copy.
-    let streamLow: [UInt64]
-    /// Bytes in the instance's message (sends and receives).
-    let messageBytes: [Int]
+    // What the executor reads on every post and completion is kept in `Table`s (no reference
+    // counting on reads), freed in `deinit`.
 
-    /// Per op: kind, peer and whether a receive reduces, as plain arrays (reading an `Op` copies
-    /// its optional arrays, and the executor reads these on every post and completion).
-    let opKind: [Op.Kind]
-    let opPeer: [Int32]
-    let opReducing: [Bool]
+    // Segments of each instance's roles: 0 = source, 1 = destination, 2 = reduce operand.
+    @usableFromInline let segmentStart: Table<Int32>
+    @usableFromInline let segmentBuffer: Table<BufferKind>
+    @usableFromInline let segmentOffset: Table<Int>
+    @usableFromInline let segmentLength: Table<Int>
+    /// Previous and next instance in the same message queue (`-1` if none or local).
+    let queuePredecessor: Table<Int32>
+    let queueSuccessor: Table<Int32>
+    /// Low bits of the stream: schedule channel and channel copy.
+    let streamLow: Table<UInt64>
+    /// Bytes in the instance's message (sends and receives).
+    let messageBytes: Table<Int>
+
+    /// Per op: kind, peer and whether a receive reduces (reading an `Op` copies its optional
+    /// arrays).
+    let opKind: Table<Op.Kind>
+    let opPeer: Table<Int32>
+    let opReducing: Table<Bool>
+    /// Per op: how many ops it waits for, and the ops that wait for it (from `graph`:
+    /// `successorList[successorOffsets[i] ..< successorOffsets[i + 1]]`).
+    let predecessorCount: Table<Int32>
+    let successorOffsets: Table<Int32>
+    let successorList: Table<Int32>
 
     /// Local copies carried by sends (see `TransportRequest.alsoCopyInto`). A copy and a send
     /// that read the same bytes (an all-gather's own block: copied into the output and sent to
@@ -58,17 +66,17 @@ public final class CompiledPlan: @unchecked Sendable {
     /// copy (`carrierWaitsForCopy`) comes from input and output being aliased in the graph, as
     /// in place; when the buffers are apart it is void, and the executor drops it for a carrying
     /// send (else the two would wait for each other).
-    let segmentCarrier: [Int32]
-    let carriedCopy: [Int32]
-    let carriedSegment: [Int32]
-    let carrierWaitsForCopy: [Bool]
+    let segmentCarrier: Table<Int32>
+    let carriedCopy: Table<Int32>
+    let carriedSegment: Table<Int32>
+    let carrierWaitsForCopy: Table<Bool>
     /// The send instances that carry a copy (usually none).
-    let carriers: [Int32]
+    let carriers: Table<Int32>
 
     /// Mutable run state, reused call after call (a communicator runs one operation at a time).
     let state: RunState
 
-    public var instanceCount: Int { ops.count * pieces }
+    public var instanceCount: Int { opKind.count * pieces }
 
     /// Lays out `plan` for `rank` with blocks of `blockElements` elements of `dataType`.
     public init(plan: Plan, rank: Int, blockElements m: Int, dataType: DataType, program: RankProgram? = nil) {
@@ -80,10 +88,15 @@ public final class CompiledPlan: @unchecked Sendable {
         let layout = schedule.layout
         let program = program ?? schedule.program(for: rank)
         ops = program.ops
-        opKind = program.ops.map(\.kind)
-        opPeer = program.ops.map(\.peer)
-        opReducing = program.ops.map(\.reducing)
-        graph = ProgramGraph(program: program, storage: StorageMap(layout: layout, collective: schedule.collective, rank: rank, aliased: true))
+        let kinds = program.ops.map(\.kind)
+        opKind = Table(kinds)
+        opPeer = Table(program.ops.map(\.peer))
+        opReducing = Table(program.ops.map(\.reducing))
+        let graph = ProgramGraph(program: program, storage: StorageMap(layout: layout, collective: schedule.collective, rank: rank, aliased: true))
+        self.graph = graph
+        predecessorCount = Table(kinds.indices.map { graph.predecessorOffsets[$0 + 1] - graph.predecessorOffsets[$0] })
+        successorOffsets = Table(graph.successorOffsets)
+        successorList = Table(graph.successorList)
         let es = dataType.size
         slices = plan.slices(blockElements: m, elementSize: es)
         pieces = plan.channels * slices
@@ -127,22 +140,21 @@ public final class CompiledPlan: @unchecked Sendable {
                 }
             }
         }
-        self.segmentStart = segmentStart
-        segmentBuffer = buffers
-        segmentOffset = offsets
-        segmentLength = lengths
+        self.segmentStart = Table(segmentStart)
+        segmentBuffer = Table(buffers)
+        segmentOffset = Table(offsets)
+        segmentLength = Table(lengths)
         var queueSuccessor = [Int32](repeating: -1, count: n)
         for (x, p) in queuePredecessor.enumerated() where p >= 0 { queueSuccessor[Int(p)] = Int32(x) }
-        self.queuePredecessor = queuePredecessor
-        self.queueSuccessor = queueSuccessor
-        self.streamLow = streamLow
-        self.messageBytes = messageBytes
+        self.queuePredecessor = Table(queuePredecessor)
+        self.queueSuccessor = Table(queueSuccessor)
+        self.streamLow = Table(streamLow)
+        self.messageBytes = Table(messageBytes)
 
         var segmentCarrier = [Int32](repeating: -1, count: buffers.count)
         var carriedCopy = [Int32](repeating: -1, count: n)
         var carriedSegment = [Int32](repeating: -1, count: n)
         var carrierWaitsForCopy = [Bool](repeating: false, count: n)
-        let graph = self.graph, kinds = opKind
         let copies = kinds.indices.filter { kinds[$0] == .copy && graph.predecessors(of: $0).isEmpty }
         for k in kinds.indices where kinds[k] == .send && graph.queuePredecessor[k] < 0 && ops[k].after.isEmpty {
             let waitsFor = graph.predecessors(of: k)
@@ -168,12 +180,35 @@ public final class CompiledPlan: @unchecked Sendable {
                 }
             }
         }
-        self.segmentCarrier = segmentCarrier
-        self.carriedCopy = carriedCopy
-        self.carriedSegment = carriedSegment
-        self.carrierWaitsForCopy = carrierWaitsForCopy
-        carriers = carriedCopy.indices.filter { carriedCopy[$0] >= 0 }.map(Int32.init)
+        self.segmentCarrier = Table(segmentCarrier)
+        self.carriedCopy = Table(carriedCopy)
+        self.carriedSegment = Table(carriedSegment)
+        self.carrierWaitsForCopy = Table(carrierWaitsForCopy)
+        carriers = Table(carriedCopy.indices.filter { carriedCopy[$0] >= 0 }.map(Int32.init))
         state = RunState(count: n)
+    }
+
+    deinit {
+        segmentStart.deallocate()
+        segmentBuffer.deallocate()
+        segmentOffset.deallocate()
+        segmentLength.deallocate()
+        queuePredecessor.deallocate()
+        queueSuccessor.deallocate()
+        streamLow.deallocate()
+        messageBytes.deallocate()
+        opKind.deallocate()
+        opPeer.deallocate()
+        opReducing.deallocate()
+        predecessorCount.deallocate()
+        successorOffsets.deallocate()
+        successorList.deallocate()
+        segmentCarrier.deallocate()
+        carriedCopy.deallocate()
+        carriedSegment.deallocate()
+        carrierWaitsForCopy.deallocate()
+        carriers.deallocate()
+        state.deallocate()
     }
 
     /// The op of instance `x` (`x / pieces`; no division when chunks are whole, as small
@@ -193,10 +228,10 @@ public final class CompiledPlan: @unchecked Sendable {
     }
 }
 
-/// Per-call state of a compiled plan's instances. Raw storage: the executor touches these on
-/// every completion, and arrays in a class would pay a uniqueness and an exclusivity check on
-/// each write.
-final class RunState {
+/// Per-call state of a compiled plan's instances. Raw storage, freed by the plan's `deinit`: the
+/// executor touches these on every completion, and arrays in a class would pay a uniqueness
+/// and an exclusivity check on each write (and a class of its own a retain on each read).
+struct RunState {
     let remaining: UnsafeMutablePointer<Int32>
     let posted: UnsafeMutablePointer<Bool>
     let done: UnsafeMutablePointer<Bool>
@@ -221,7 +256,7 @@ final class RunState {
         carriedLeft.initialize(repeating: 0, count: n)
     }
 
-    deinit {
+    func deallocate() {
         remaining.deallocate()
         posted.deallocate()
         done.deallocate()

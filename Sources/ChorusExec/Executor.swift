@@ -170,44 +170,58 @@ public final class Executor {
     /// The run itself (`run`), with the reused lists lent to it.
     private func drive(_ executions: [Execution], timeout: Duration, isAborted: () -> String?,
                        bound: inout [Bound], completions: inout [TransportCompletion], pending: inout [Int], freeStaging: inout [Int]) throws {
+        /// Lends execution j's plan without retaining it: `executions` holds every plan for the
+        /// run, and a plan loaded from it was otherwise retained and released around each use
+        /// (atomic operations, several per post and completion).
+        func withPlan<R>(_ j: Int, _ body: (CompiledPlan) throws -> R) rethrows -> R {
+            try Unmanaged.passUnretained(executions[j].compiled)._withUnsafeGuaranteedRef(body)
+        }
+
         var total = 0
-        for e in executions {
-            let c = e.compiled
-            var b = Bound()
-            if c.inputBytes > 0, let input = e.input {
-                b.base.0 = input
-                b.region.0 = try region(for: input, length: c.inputBytes)
+        var scratchNeed = 0
+        for j in executions.indices {
+            try withPlan(j) { c in
+                var b = Bound()
+                if c.inputBytes > 0, let input = executions[j].input {
+                    b.base.0 = input
+                    b.region.0 = try region(for: input, length: c.inputBytes)
+                }
+                if c.outputBytes > 0, let output = executions[j].output {
+                    b.base.1 = output
+                    b.region.1 = try region(for: output, length: c.outputBytes)
+                }
+                bound.append(b)
+                total += c.instanceCount
+                scratchNeed += (c.scratchBytes + 63) / 64 * 64
             }
-            if c.outputBytes > 0, let output = e.output {
-                b.base.1 = output
-                b.region.1 = try region(for: output, length: c.outputBytes)
-            }
-            bound.append(b)
-            total += c.instanceCount
         }
         // Scratch is shared by the group's calls: give each its own slice.
-        let scratchNeed = executions.reduce(0) { $0 + ($1.compiled.scratchBytes + 63) / 64 * 64 }
         if scratchNeed > 0 {
             let (base, region) = try scratchMemory(scratchNeed)
             var offset = 0
-            for (j, e) in executions.enumerated() where e.compiled.scratchBytes > 0 {
-                bound[j].base.2 = base + offset
-                bound[j].region.2 = TransportRegion(base: base + offset, length: e.compiled.scratchBytes, key: region.key)
-                offset += (e.compiled.scratchBytes + 63) / 64 * 64
+            for j in executions.indices {
+                withPlan(j) { c in
+                    guard c.scratchBytes > 0 else { return }
+                    bound[j].base.2 = base + offset
+                    bound[j].region.2 = TransportRegion(base: base + offset, length: c.scratchBytes, key: region.key)
+                    offset += (c.scratchBytes + 63) / 64 * 64
+                }
             }
         }
 
-        for e in executions {
-            let c = e.compiled, s = c.state, T = c.pieces
-            for i in 0..<c.ops.count {
-                let predecessors = Int32(c.graph.predecessorOffsets[i + 1] - c.graph.predecessorOffsets[i])
-                for t in 0..<T {
-                    let x = i * T + t
-                    s.remaining[x] = predecessors
-                    s.posted[x] = false
-                    s.done[x] = false
-                    s.staging[x] = -1
-                    s.carriedLeft[x] = 0
+        for j in executions.indices {
+            withPlan(j) { c in
+                let s = c.state, T = c.pieces
+                for i in 0..<c.opKind.count {
+                    let predecessors = c.predecessorCount[i]
+                    for t in 0..<T {
+                        let x = i * T + t
+                        s.remaining[x] = predecessors
+                        s.posted[x] = false
+                        s.done[x] = false
+                        s.staging[x] = -1
+                        s.carriedLeft[x] = 0
+                    }
                 }
             }
         }
@@ -243,17 +257,17 @@ public final class Executor {
             s.done[x] = true
             doneCount += 1
             let i = c.op(of: x), t = c.piece(of: x)
-            let g = c.graph
-            for k in Int(g.successorOffsets[i])..<Int(g.successorOffsets[i + 1]) {
-                let y = Int(g.successorList[k]) * T + t
+            for k in Int(c.successorOffsets[i])..<Int(c.successorOffsets[i + 1]) {
+                let y = Int(c.successorList[k]) * T + t
                 s.remaining[y] -= 1
                 if s.remaining[y] == 0 { pending.append(j << 40 | y) }
             }
         }
         // Transport rank of schedule rank r in execution j. (Fields are read from `executions[j]`
-        // one by one, and plans are held `unowned(unsafe)`: copying an `Execution` or loading
-        // its plan retained and released them on every post and completion; `executions` keeps
-        // them alive for the whole run.)
+        // one by one, and plans are lent unretained (`_withUnsafeGuaranteedRef`) where they are
+        // looked up per completion: copying an `Execution` or loading its plan retained and
+        // released them on every post and completion; `executions` keeps them alive for the
+        // whole run.)
         let remapped = executions.contains { $0.worldRanks != nil }
         func worldRank(_ j: Int, _ r: Int) -> Int { remapped ? executions[j].worldRanks?[r] ?? r : r }
         /// Where send instance y also writes its bytes for a copy it carries (`CompiledPlan.
@@ -409,22 +423,25 @@ public final class Executor {
         // A carrying send does not wait for the copy it carries (see `CompiledPlan.
         // carrierWaitsForCopy`): the copy completes after it, and its completion then takes
         // the send's count below zero, which nothing reads once the send is posted.
-        for (j, e) in executions.enumerated() where !e.compiled.carriers.isEmpty {
-            let c = e.compiled
-            for y in c.carriers where c.carrierWaitsForCopy[Int(y)] && carriedCopyDestination(j, c, Int(y)) != nil {
-                c.state.remaining[Int(y)] -= 1
+        for j in executions.indices {
+            withPlan(j) { c in
+                for y in c.carriers where c.carrierWaitsForCopy[Int(y)] && carriedCopyDestination(j, c, Int(y)) != nil {
+                    c.state.remaining[Int(y)] -= 1
+                }
             }
         }
         // Post everything ready from the start.
-        for (j, e) in executions.enumerated() {
-            let c = e.compiled
-            for x in 0..<c.instanceCount where ready(c, x) { try post(j, c, x) }
+        for j in executions.indices {
+            try withPlan(j) { c in
+                for x in 0..<c.instanceCount where ready(c, x) { try post(j, c, x) }
+            }
         }
         func drainPending() throws {
             while let v = pending.popLast() {
                 let j = v >> 40, x = v & ((1 << 40) - 1)
-                unowned(unsafe) let c = executions[j].compiled
-                if ready(c, x) { try post(j, c, x) }
+                try withPlan(j) { c in
+                    if ready(c, x) { try post(j, c, x) }
+                }
             }
         }
         do {
@@ -448,21 +465,22 @@ public final class Executor {
                 progressed = true
                 for completion in completions {
                     let j = Int(completion.id >> 40), x = Int(completion.id & ((1 << 40) - 1))
-                    unowned(unsafe) let c = executions[j].compiled
-                    if c.opKind[c.op(of: x)] == .recv {
-                        try received(j, c, x, tag: completion.tag, length: completion.length)
-                    } else {
-                        if c.state.staging[x] >= 0 {
-                            freeStaging.append(Int(c.state.staging[x]))
-                            c.state.staging[x] = -1
+                    try withPlan(j) { c in
+                        if c.opKind[c.op(of: x)] == .recv {
+                            try received(j, c, x, tag: completion.tag, length: completion.length)
+                        } else {
+                            if c.state.staging[x] >= 0 {
+                                freeStaging.append(Int(c.state.staging[x]))
+                                c.state.staging[x] = -1
+                            }
+                            let y = Int(c.carriedCopy[x])
+                            if y >= 0 && carriedCopyDestination(j, c, x) != nil {
+                                c.state.carriedLeft[y] -= 1
+                                if c.state.posted[y] && c.state.carriedLeft[y] == 0 { complete(j, c, y) }
+                            }
                         }
-                        let y = Int(c.carriedCopy[x])
-                        if y >= 0 && carriedCopyDestination(j, c, x) != nil {
-                            c.state.carriedLeft[y] -= 1
-                            if c.state.posted[y] && c.state.carriedLeft[y] == 0 { complete(j, c, y) }
-                        }
+                        complete(j, c, x)
                     }
-                    complete(j, c, x)
                 }
                 try drainPending()
             }

@@ -1,7 +1,7 @@
 import ChorusCore
 
 /// The three buffers a rank's program may touch.
-public enum BufferKind: UInt8, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+public enum BufferKind: UInt8, CaseIterable, Hashable, Sendable, BitwiseCopyable, CustomStringConvertible {
     /// The caller's send buffer (NCCL's `sendbuff`). Out of place it is never written.
     case input
     /// The caller's receive buffer (`recvbuff`).

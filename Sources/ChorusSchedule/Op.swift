@@ -110,7 +110,7 @@ public struct BufferSlice: Hashable, Sendable, CustomStringConvertible {
 /// A message is the concatenation of its chunks in list order; a send and the receive it matches
 /// must list chunks of the same sizes (the same positions within their blocks).
 public struct Op: Hashable, Sendable {
-    public enum Kind: UInt8, Hashable, Sendable {
+    public enum Kind: UInt8, Hashable, Sendable, BitwiseCopyable {
         case send, recv, copy, reduce
     }
 

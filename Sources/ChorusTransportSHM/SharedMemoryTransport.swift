@@ -96,6 +96,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     @exclusivity(unchecked) private var outgoing: [[Outgoing]]
+    /// Per peer: how many sends `outgoing` holds and how many direct reads `awaiting` holds
+    /// (read on every `progress`; reading an inner array's count retains and releases it).
+    @exclusivity(unchecked) private var outgoingCount: [Int]
+    @exclusivity(unchecked) private var awaitingCount: [Int]
     /// Per peer: the head of this rank's ring in the peer's segment (bytes ever written).
     @exclusivity(unchecked) private var heads: [UInt64]
     /// Per peer: the ring in this rank's segment that the peer writes (unused at this rank).
@@ -145,6 +149,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
         heads = Array(repeating: 0, count: size)
+        outgoingCount = Array(repeating: 0, count: size)
+        awaitingCount = Array(repeating: 0, count: size)
         inbound = (0..<size).map { $0 == rank ? Ring(control: own.segment.base, data: own.segment.base, capacity: 0, key: 0) : own.segment.ring(from: $0) }
         // Read once here: the sender keeps `head − tailSeen` within the ring's capacity.
         tailSeen = (0..<size).map { $0 == rank ? 0 : segments[$0].ring(from: rank).tail.pointee.load(ordering: .acquiring) }
@@ -163,8 +169,50 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     public func postSend(_ request: TransportRequest) throws {
         try checkPeer(request.peer)
+        if sendsAtOnce(request) { return }
         outgoing[request.peer].append(Outgoing(request: request, sent: 0, started: false))
+        outgoingCount[request.peer] += 1
         push(to: request.peer)
+    }
+
+    /// The common small send: nothing queued for the peer, one record that fits before the
+    /// ring's end and in the room last seen. Written straight away, without the queue (whose
+    /// nested arrays cost reference counting on every access).
+    private func sendsAtOnce(_ request: TransportRequest) -> Bool {
+        let peer = request.peer, length = request.length
+        guard length <= fragmentBytes, length < Self.directThreshold || !directReads(with: peer),
+              outgoingCount[peer] == 0 else { return false }
+        let ring = segments[peer].ring(from: rank)
+        let head = heads[peer]
+        let need = UInt64(Ring.recordBytes(payload: length))
+        let position = ring.offset(of: head)
+        guard UInt64(ring.capacity - position) >= need else { return false }  // needs a pad first
+        if UInt64(ring.capacity) - (head - tailSeen[peer]) < need {
+            tailSeen[peer] = ring.tail.pointee.load(ordering: .acquiring)
+            guard UInt64(ring.capacity) - (head - tailSeen[peer]) >= need else { return false }
+        }
+        writeRecord(ring.data + position, of: request, from: 0, payload: length)
+        ring.publish(at: head)
+        heads[peer] = head + need
+        segments[peer].wakeIfAsleep()
+        ready.append(TransportCompletion(id: request.id, tag: request.tag, length: length))
+        return true
+    }
+
+    /// Writes the header and `payload` bytes of `request` from `offset` into the record at
+    /// `record` (and its carried copy, from the fragment just written, still in cache: the
+    /// source is read once). The caller publishes it.
+    @inline(__always)
+    private func writeRecord(_ record: UnsafeMutableRawPointer, of request: TransportRequest, from offset: Int, payload: Int) {
+        record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
+        record.storeBytes(of: UInt64(request.length), toByteOffset: 8, as: UInt64.self)
+        record.storeBytes(of: request.stream, toByteOffset: 16, as: UInt64.self)
+        record.storeBytes(of: request.tag, toByteOffset: 24, as: UInt64.self)
+        guard payload > 0 else { return }
+        (record + Ring.headerBytes).copyMemory(from: request.pointer + offset, byteCount: payload)
+        if let copy = request.alsoCopyInto {
+            Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + offset, streaming: request.length >= Self.streamingMessage)
+        }
     }
 
     public func postReceive(_ request: TransportRequest) throws {
@@ -261,8 +309,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             throw TransportError(.aborted, peer: Int(by), own.abortReason)
         }
         for peer in 0..<size where peer != rank {
-            if !awaiting[peer].isEmpty { collectAcknowledgements(from: peer) }
-            if outgoingHead[peer] < outgoing[peer].count { push(to: peer) }
+            if awaitingCount[peer] > 0 { collectAcknowledgements(from: peer) }
+            if outgoingHead[peer] < outgoingCount[peer] { push(to: peer) }
             try drain(from: peer)
         }
         if !ready.isEmpty {
@@ -284,6 +332,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             ready.append(TransportCompletion(id: entry.request.id, tag: entry.request.tag, length: entry.request.length))
             return true
         }
+        awaitingCount[peer] = awaiting[peer].count
     }
 
     /// Writes as many fragments of queued sends to `peer` as its ring has room for. When one
@@ -316,7 +365,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let capacity = UInt64(ring.capacity)
         var wrote = false
         var full = false
-        while outgoingHead[peer] < outgoing[peer].count {
+        while outgoingHead[peer] < outgoingCount[peer] {
             var o = outgoing[peer][outgoingHead[peer]]
             let remaining = o.request.length - o.sent
             let direct = !o.started && o.request.length >= Self.directThreshold && directReads(with: peer)
@@ -366,20 +415,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 head += need
                 wrote = true
                 awaiting[peer].append((o.request, seq))
+                awaitingCount[peer] += 1
                 outgoingHead[peer] += 1
                 continue
             }
-            record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
-            record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
-            record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
-            record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
-            if payload > 0 {
-                (record + Ring.headerBytes).copyMemory(from: o.request.pointer + o.sent, byteCount: payload)
-                if let copy = o.request.alsoCopyInto {
-                    // From the fragment just written, still in cache: the source is read once.
-                    Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + o.sent, streaming: o.request.length >= Self.streamingMessage)
-                }
-            }
+            writeRecord(record, of: o.request, from: o.sent, payload: payload)
             ring.publish(at: head)
             head += need
             o.sent += payload
@@ -392,8 +432,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 outgoing[peer][outgoingHead[peer]] = o
             }
         }
-        if outgoingHead[peer] == outgoing[peer].count && outgoingHead[peer] > 0 {
+        if outgoingHead[peer] == outgoingCount[peer] && outgoingHead[peer] > 0 {
             outgoing[peer].removeAll(keepingCapacity: true)
+            outgoingCount[peer] = 0
             outgoingHead[peer] = 0
         }
         if wrote { segments[peer].wakeIfAsleep() }
