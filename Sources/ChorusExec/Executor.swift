@@ -489,8 +489,8 @@ public final class Executor {
         }
 
         // `avg` is a sum divided by the rank count, on the ranks that hold a reduction.
-        for (j, e) in executions.enumerated() where e.reduceOp == .avg {
-            let c = e.compiled
+        for j in executions.indices where executions[j].reduceOp == .avg {
+            let c = executions[j].compiled
             let schedule = c.plan.schedule
             guard schedule.collective.reduces, let output = bound[j].base.1 else { continue }
             if schedule.collective == .reduce && c.rank != schedule.root { continue }

@@ -28,7 +28,11 @@ struct SharedSegment {
     static let ringControlBytes = 128
     static let reasonOffset = 256
 
-    let name: String
+    // No stored string: a segment is copied out of arrays on every message, and a string
+    // field made each copy a retain and a release.
+    let job: UInt64
+    let creatorPid: Int32
+    var name: String { Self.name(job: job, rank: owner, pid: creatorPid) }
     let base: UnsafeMutableRawPointer
     let bytes: Int
     let ranks: Int
@@ -70,7 +74,7 @@ struct SharedSegment {
             shm_unlink(name)
             throw e
         }
-        let s = SharedSegment(name: name, base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
+        let s = SharedSegment(job: job, creatorPid: getpid(), base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
         s.word(1).pointee = UInt64(ranks)
         s.word(2).pointee = UInt64(rank)
         s.word(3).pointee = UInt64(getpid())
@@ -100,7 +104,7 @@ struct SharedSegment {
         guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
             throw Syscall.shmError("mmap", "cannot map rank \(rank)'s shared-memory segment \(name)", peer: rank)
         }
-        let s = SharedSegment(name: name, base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
+        let s = SharedSegment(job: job, creatorPid: pid, base: p, bytes: bytes, ranks: ranks, owner: rank, ringBytes: ring)
         guard s.word(0).pointee == magic, s.word(1).pointee == UInt64(ranks), s.word(2).pointee == UInt64(rank) else {
             munmap(p, bytes)
             throw TransportError(.protocolViolation, peer: rank, "\(name) is not rank \(rank)'s segment of this \(ranks)-rank job")
