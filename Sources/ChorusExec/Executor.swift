@@ -177,10 +177,12 @@ public final class Executor {
             try Unmanaged.passUnretained(executions[j].compiled)._withUnsafeGuaranteedRef(body)
         }
 
+        // (The closures return what they found instead of updating these: a local mutated
+        // inside a closure was checked for exclusive access at run time.)
         var total = 0
         var scratchNeed = 0
         for j in executions.indices {
-            try withPlan(j) { c in
+            let (b, instances, scratch) = try withPlan(j) { c -> (Bound, Int, Int) in
                 var b = Bound()
                 if c.inputBytes > 0, let input = executions[j].input {
                     b.base.0 = input
@@ -190,22 +192,22 @@ public final class Executor {
                     b.base.1 = output
                     b.region.1 = try region(for: output, length: c.outputBytes)
                 }
-                bound.append(b)
-                total += c.instanceCount
-                scratchNeed += (c.scratchBytes + 63) / 64 * 64
+                return (b, c.instanceCount, c.scratchBytes)
             }
+            bound.append(b)
+            total += instances
+            scratchNeed += (scratch + 63) / 64 * 64
         }
         // Scratch is shared by the group's calls: give each its own slice.
         if scratchNeed > 0 {
             let (base, region) = try scratchMemory(scratchNeed)
             var offset = 0
             for j in executions.indices {
-                withPlan(j) { c in
-                    guard c.scratchBytes > 0 else { return }
-                    bound[j].base.2 = base + offset
-                    bound[j].region.2 = TransportRegion(base: base + offset, length: c.scratchBytes, key: region.key)
-                    offset += (c.scratchBytes + 63) / 64 * 64
-                }
+                let bytes = withPlan(j) { $0.scratchBytes }
+                guard bytes > 0 else { continue }
+                bound[j].base.2 = base + offset
+                bound[j].region.2 = TransportRegion(base: base + offset, length: bytes, key: region.key)
+                offset += (bytes + 63) / 64 * 64
             }
         }
 
@@ -226,7 +228,9 @@ public final class Executor {
             }
         }
 
-        var doneCount = 0
+        // Instances done so far (a property: as a local, captured by `complete` and used
+        // inside closures, it was checked for exclusive access at run time).
+        doneCount = 0
         // When something last completed; read from the clock only once the run has to wait
         // (a small call usually never does).
         var lastProgress: ContinuousClock.Instant?
@@ -501,6 +505,8 @@ public final class Executor {
     /// `RunState.staging` of a receive whose transport combines it with its operand as it
     /// delivers (`ReceiveReduction`).
     static let combinedByTransport: Int32 = -2
+
+    @exclusivity(unchecked) private var doneCount = 0
 
     /// Per execution of the current run: its buffers (see `Bound`).
     @exclusivity(unchecked) private var bound: [Bound] = []
