@@ -38,7 +38,7 @@ final class Engine: @unchecked Sendable {
     }
 
     func returnExecutionList(_ list: inout [Execution]) {
-        list.removeAll(keepingCapacity: true)
+        list.removeAllKeepingCapacity()
         swap(&list, &executionList)
     }
 

@@ -158,9 +158,9 @@ public final class Executor {
 
     /// Returns the lists `run` borrowed, emptied, keeping their capacity.
     private func handBack(_ bound: inout [Bound], _ completions: inout [TransportCompletion], _ pending: inout [Int], _ freeStaging: inout [Int]) {
-        if !bound.isEmpty { bound.removeAll(keepingCapacity: true) }
-        if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
-        if !pending.isEmpty { pending.removeAll(keepingCapacity: true) }
+        if !bound.isEmpty { bound.removeAllKeepingCapacity() }
+        if !completions.isEmpty { completions.removeAllKeepingCapacity() }
+        if !pending.isEmpty { pending.removeAllKeepingCapacity() }
         swap(&bound, &self.bound)
         swap(&completions, &self.completions)
         swap(&pending, &self.pending)
@@ -451,7 +451,7 @@ public final class Executor {
         do {
             try drainPending()
             while doneCount < total {
-                if !completions.isEmpty { completions.removeAll(keepingCapacity: true) }
+                if !completions.isEmpty { completions.removeAllKeepingCapacity() }
                 try transport.progress(&completions)
                 if completions.isEmpty {
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }

@@ -1,3 +1,5 @@
+import ChorusCore
+
 /// A message that arrived before its receive was posted, held by a transport until one is.
 public protocol EarlyMessage: AnyObject {
     /// All of it has arrived (a transport may hold a message still arriving).
@@ -141,7 +143,7 @@ struct FIFO<Element> {
     @inlinable mutating func dropFirst() {
         head += 1
         if head == items.count {
-            items.removeAll(keepingCapacity: true)
+            items.removeAllKeepingCapacity()
             head = 0
         } else if head >= 32 && head * 2 >= items.count {
             items.removeFirst(head)

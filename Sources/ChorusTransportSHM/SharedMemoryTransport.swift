@@ -318,7 +318,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 swap(&completions, &ready)  // the usual case: hand the list over, copy nothing
             } else {
                 completions.append(contentsOf: ready)
-                ready.removeAll(keepingCapacity: true)
+                ready.removeAllKeepingCapacity()
             }
         } else if peerFailed, let failure = peerFailure {
             throw failure
@@ -433,7 +433,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
         }
         if outgoingHead[peer] == outgoingCount[peer] && outgoingHead[peer] > 0 {
-            outgoing[peer].removeAll(keepingCapacity: true)
+            outgoing[peer].removeAllKeepingCapacity()
             outgoingCount[peer] = 0
             outgoingHead[peer] = 0
         }
