@@ -222,7 +222,7 @@ public final class CompiledPlan: @unchecked Sendable {
     func piece(of x: Int) -> Int { pieces == 1 ? 0 : x % pieces }
 
     /// The segments of instance `x` in `role` (0 source, 1 destination, 2 operand).
-    @inlinable
+    @inlinable @inline(__always)
     func segments(_ x: Int, _ role: Int) -> Range<Int> {
         Int(segmentStart[x * 3 + role])..<Int(segmentStart[x * 3 + role + 1])
     }
