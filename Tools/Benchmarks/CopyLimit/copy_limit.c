@@ -1,8 +1,10 @@
 // The memory system's limit for the copies a 2-rank shared-memory all-gather makes: one thread
 // per core, each copying 128 MiB the ways a rank does (plain copies into a 256 KiB buffer that
-// stays in cache, non-temporal copies out of it into a large output), alone and on both cores
-// at once. Build and run: gcc -O2 -mavx2 -pthread copy_limit.c -o copy_limit && ./copy_limit
-#include <immintrin.h>
+// stays in cache, non-temporal copies out of it into a large output, with Chorus's own
+// streaming-copy kernel), alone and on both cores at once. Build and run from this folder:
+//   gcc -O2 -pthread -I ../../../Sources/CChorusKernels/include copy_limit.c \
+//       ../../../Sources/CChorusKernels/kernels.c -lm -o copy_limit && ./copy_limit
+#include "CChorusKernels.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,21 +18,6 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-// Non-temporal copy of n bytes (a multiple of 128, 32-byte aligned destination).
-static void copy_streaming(char *d, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i += 128) {
-        __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));
-        __m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 32));
-        __m256i c = _mm256_loadu_si256((const __m256i *)(s + i + 64));
-        __m256i e = _mm256_loadu_si256((const __m256i *)(s + i + 96));
-        _mm256_stream_si256((__m256i *)(d + i), a);
-        _mm256_stream_si256((__m256i *)(d + i + 32), b);
-        _mm256_stream_si256((__m256i *)(d + i + 64), c);
-        _mm256_stream_si256((__m256i *)(d + i + 96), e);
-    }
-    _mm_sfence();
 }
 
 struct worker { char *input, *output, *piece; int pattern; double best; };
@@ -49,10 +36,10 @@ static void *run(void *p) {
         double t0 = now();
         for (size_t o = 0; o < BIG; o += PIECE) {
             switch (w->pattern) {
-            case 0: copy_streaming(w->output + o, w->input + o, PIECE); break;
+            case 0: CChorusKernels_copy_streaming(w->output + o, w->input + o, PIECE); break;
             case 1: memcpy(w->piece, w->input + o, PIECE); break;
-            case 2: copy_streaming(w->output + o, w->piece, PIECE); break;
-            case 3: memcpy(w->piece, w->input + o, PIECE); copy_streaming(w->output + o, w->piece, PIECE); break;
+            case 2: CChorusKernels_copy_streaming(w->output + o, w->piece, PIECE); break;
+            case 3: memcpy(w->piece, w->input + o, PIECE); CChorusKernels_copy_streaming(w->output + o, w->piece, PIECE); break;
             }
         }
         double t = now() - t0;
