@@ -16,7 +16,6 @@ public final class CompiledPlan: @unchecked Sendable {
     public let blockElements: Int
     public let dataType: DataType
     public let ops: [Op]
-    let graph: ProgramGraph
     /// Pieces per chunk (`T`) and slices per channel copy.
     public let pieces: Int
     public let slices: Int
@@ -93,7 +92,6 @@ public final class CompiledPlan: @unchecked Sendable {
         opPeer = Table(program.ops.map(\.peer))
         opReducing = Table(program.ops.map(\.reducing))
         let graph = ProgramGraph(program: program, storage: StorageMap(layout: layout, collective: schedule.collective, rank: rank, aliased: true))
-        self.graph = graph
         predecessorCount = Table(kinds.indices.map { graph.predecessorOffsets[$0 + 1] - graph.predecessorOffsets[$0] })
         successorOffsets = Table(graph.successorOffsets)
         successorList = Table(graph.successorList)

@@ -186,17 +186,25 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let head = heads[peer]
         let need = UInt64(Ring.recordBytes(payload: length))
         let position = ring.offset(of: head)
-        guard UInt64(ring.capacity - position) >= need else { return false }  // needs a pad first
-        if UInt64(ring.capacity) - (head - tailSeen[peer]) < need {
-            tailSeen[peer] = ring.tail.pointee.load(ordering: .acquiring)
-            guard UInt64(ring.capacity) - (head - tailSeen[peer]) >= need else { return false }
-        }
+        guard UInt64(ring.capacity - position) >= need,  // else it needs a pad first
+              Self.fits(need, in: ring, after: head, tail: &tailSeen[peer]) else { return false }
         writeRecord(ring.data + position, of: request, from: 0, payload: length)
         ring.publish(at: head)
         heads[peer] = head + need
         segments[peer].wakeIfAsleep()
         ready.append(TransportCompletion(id: request.id, tag: request.tag, length: length))
         return true
+    }
+
+    /// Whether `bytes` more fit in `ring` after `head`, judged by `tail` (the receiver's tail as
+    /// last read: it only grows, so this undercounts the room). The shared tail, a line the
+    /// receiver writes, is read again into `tail` only when the bytes seem not to fit.
+    @inline(__always)
+    private static func fits(_ bytes: UInt64, in ring: Ring, after head: UInt64, tail: inout UInt64) -> Bool {
+        let capacity = UInt64(ring.capacity)
+        if capacity - (head - tail) >= bytes { return true }
+        tail = ring.tail.pointee.load(ordering: .acquiring)
+        return capacity - (head - tail) >= bytes
     }
 
     /// Writes the header and `payload` bytes of `request` from `offset` into the record at
@@ -379,24 +387,18 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let contiguous = capacity - position
             if need > contiguous {
                 // Pad to the end and start over at the beginning.
-                if capacity - (head - tail) < contiguous + need {
-                    tail = ring.tail.pointee.load(ordering: .acquiring)
-                    if capacity - (head - tail) < contiguous + need {
-                        full = true
-                        break
-                    }
+                guard Self.fits(contiguous + need, in: ring, after: head, tail: &tail) else {
+                    full = true
+                    break
                 }
                 (ring.data + Int(position)).storeBytes(of: Ring.pad, as: UInt64.self)
                 ring.publish(at: head)
                 head += contiguous
                 continue
             }
-            if capacity - (head - tail) < need {
-                tail = ring.tail.pointee.load(ordering: .acquiring)
-                if capacity - (head - tail) < need {
-                    full = true
-                    break
-                }
+            guard Self.fits(need, in: ring, after: head, tail: &tail) else {
+                full = true
+                break
             }
             let record = ring.data + Int(position)
             if direct {
