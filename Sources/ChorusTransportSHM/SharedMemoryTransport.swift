@@ -23,7 +23,11 @@ import Glibc
 /// descriptor (its buffer's address) in the ring, the receiver reads the bytes straight into
 /// its destination with `process_vm_readv` and acknowledges in the sender's segment, which
 /// completes the send. Both ends must allow it (`SharedSegment.directReadsWork`, off unless
-/// `CHORUS_SHM_DIRECT=1`); otherwise everything goes through the rings.
+/// `CHORUS_SHM_DIRECT=1`); otherwise everything goes through the rings. A message of at least
+/// `directThreshold` bytes sent from a `SharedBuffers` allocation always moves with one copy:
+/// the descriptor names the buffer and the offset, and the receiver maps the buffer (keeping
+/// the `mappingsPerPeer` most recently used mappings) and copies or reduces straight out of it,
+/// then acknowledges as for a direct read.
 ///
 /// ## Waiting
 /// `waitForActivity` watches the next record of each of this rank's rings and the doorbell in
@@ -56,10 +60,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private final class Unexpected: EarlyMessage {
         let tag: UInt64
         let total: Int
-        /// The bytes so far (a message through the ring), or `nil` (a direct-read descriptor).
+        /// The bytes so far (a message through the ring), or `nil` (a descriptor).
         let buffer: UnsafeMutableRawPointer?
-        /// A direct-read descriptor: the sender's address and sequence number.
-        let remote: (address: UInt64, seq: UInt64)?
+        /// A descriptor: where the bytes are in the sender, and the sequence number to acknowledge.
+        let remote: (source: RemoteBytes, seq: UInt64)?
         // Touched only by the thread driving the transport.
         @exclusivity(unchecked) var received = 0
         /// A receive posted while the message was still arriving.
@@ -70,15 +74,23 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             buffer = .allocate(byteCount: max(total, 1), alignment: 64)
             remote = nil
         }
-        init(tag: UInt64, total: Int, address: UInt64, seq: UInt64) {
+        init(tag: UInt64, total: Int, source: RemoteBytes, seq: UInt64) {
             self.tag = tag
             self.total = total
             buffer = nil
-            remote = (address, seq)
+            remote = (source, seq)
             received = total
         }
         deinit { buffer?.deallocate() }
         var isComplete: Bool { received == total }
+    }
+
+    /// Where a descriptor's bytes lie in the sender.
+    private enum RemoteBytes {
+        /// At an address of the sender's memory (read with `process_vm_readv`).
+        case address(UInt64)
+        /// In one of the sender's `SharedBuffers`, from `offset`.
+        case buffer(id: UInt64, offset: Int)
     }
 
     private enum Target {
@@ -109,8 +121,14 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     @exclusivity(unchecked) private var awaiting: [[(request: TransportRequest, seq: UInt64)]]
     @exclusivity(unchecked) private var nextSeq: [UInt64]
     /// Messages at least this long are read by the receiver straight from the sender's buffer
-    /// (`process_vm_readv`, one copy) when both ends allow it; shorter ones go through the ring.
+    /// (from a shared buffer; or with `process_vm_readv` when both ends allow it), one copy;
+    /// shorter ones go through the ring.
     public static let directThreshold = 128 << 10
+    /// Per peer, how many of its shared buffers stay mapped here (least recently used first out).
+    static let mappingsPerPeer = 16
+    /// Per peer: its shared buffers mapped here, by id.
+    @exclusivity(unchecked) private var mappings: [[UInt64: MappedBuffer]]
+    @exclusivity(unchecked) private var mappingClock: UInt64 = 0
     /// Messages at least this long are copied out of the rings with non-temporal stores.
     static let streamingMessage = 1 << 20
     @exclusivity(unchecked) private var incoming: [Incoming?]
@@ -157,6 +175,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         awaiting = Array(repeating: [], count: size)
         nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
+        mappings = Array(repeating: [:], count: size)
     }
 
     deinit { close() }
@@ -180,8 +199,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// nested arrays cost reference counting on every access).
     private func sendsAtOnce(_ request: TransportRequest) -> Bool {
         let peer = request.peer, length = request.length
-        guard length <= fragmentBytes, length < Self.directThreshold || !directReads(with: peer),
-              outgoingCount[peer] == 0 else { return false }
+        guard length <= fragmentBytes, outgoingCount[peer] == 0,
+              length < Self.directThreshold || !readsInPlace(request) else { return false }
         let ring = segments[peer].ring(from: rank)
         let head = heads[peer]
         let need = UInt64(Ring.recordBytes(payload: length))
@@ -238,15 +257,20 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// and completes it.
     private func deliver(_ m: Unexpected, to request: TransportRequest, from peer: Int) throws {
         if let remote = m.remote {
-            if m.total == request.length && m.total > 0 {
+            if case .buffer(let id, let offset) = remote.source {
+                if m.total == request.length && m.total > 0 {
+                    let source = try mappedBytes(of: peer, buffer: id, offset: offset, length: m.total)
+                    Self.place(source, bytes: m.total, into: request, at: 0, streaming: m.total >= Self.streamingMessage)
+                }
+            } else if case .address(let address) = remote.source, m.total == request.length && m.total > 0 {
                 if let reduction = request.reduction {
                     // Read into a temporary, then combine (the destination may be the operand).
                     let temporary = UnsafeMutableRawPointer.allocate(byteCount: m.total, alignment: 64)
                     defer { temporary.deallocate() }
-                    try readDirect(from: peer, address: remote.address, into: temporary, length: m.total)
+                    try readDirect(from: peer, address: address, into: temporary, length: m.total)
                     Self.combine(reduction, into: request.pointer, message: temporary, bytes: m.total)
                 } else {
-                    try readDirect(from: peer, address: remote.address, into: request.pointer, length: m.total)
+                    try readDirect(from: peer, address: address, into: request.pointer, length: m.total)
                 }
             }
             acknowledge(peer, seq: remote.seq)
@@ -300,6 +324,30 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             throw TransportError(.receive, peer: peer, syscall: "process_vm_readv", code: -r,
                                  "shm: cannot read \(length) bytes from rank \(peer)'s buffer: \(String(cString: strerror(-r))) (unset CHORUS_SHM_DIRECT to send everything through the rings)")
         }
+    }
+
+    /// `length` bytes from `offset` in `peer`'s shared buffer `id`, mapped here (mapped now if
+    /// it is not yet, evicting the least recently used mapping of that peer's when there are
+    /// `mappingsPerPeer`).
+    private func mappedBytes(of peer: Int, buffer id: UInt64, offset: Int, length: Int) throws -> UnsafeRawPointer {
+        mappingClock += 1
+        var m: MappedBuffer
+        if let known = mappings[peer][id] {
+            m = known
+        } else {
+            if mappings[peer].count >= Self.mappingsPerPeer,
+               let oldest = mappings[peer].min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                oldest.value.unmap()
+                mappings[peer][oldest.key] = nil
+            }
+            m = try MappedBuffer.map(id: id, pid: pids[peer], peer: peer)
+        }
+        m.lastUse = mappingClock
+        mappings[peer][id] = m
+        guard offset >= 0, length <= m.bytes - offset else {
+            throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) described \(length) bytes at offset \(offset) of its shared buffer \(id), which has \(m.bytes)")
+        }
+        return UnsafeRawPointer(m.base + offset)
     }
 
     /// Tells `peer` that its direct-read send `seq` has been read (its buffer is free).
@@ -376,12 +424,16 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         while outgoingHead[peer] < outgoingCount[peer] {
             var o = outgoing[peer][outgoingHead[peer]]
             let remaining = o.request.length - o.sent
-            let direct = !o.started && o.request.length >= Self.directThreshold && directReads(with: peer)
+            // A large message not yet started goes as a descriptor when the peer can read it in
+            // place: from a shared buffer, or by a direct read.
+            let inBuffer = !o.started && o.request.length >= Self.directThreshold
+                ? SharedBuffers.locate(o.request.pointer, bytes: o.request.length) : nil
+            let direct = inBuffer != nil || (!o.started && o.request.length >= Self.directThreshold && directReads(with: peer))
             if direct {
                 let slot = nextSeq[peer] % UInt64(SharedSegment.ackSlots)
                 if awaiting[peer].contains(where: { $0.seq % UInt64(SharedSegment.ackSlots) == slot }) { break }
             }
-            let payload = direct ? 16 : min(remaining, fragmentBytes)
+            let payload = direct ? 24 : min(remaining, fragmentBytes)
             let need = UInt64(Ring.recordBytes(payload: payload))
             let position = UInt64(ring.offset(of: head))
             let contiguous = capacity - position
@@ -404,17 +456,26 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             if direct {
                 let seq = nextSeq[peer]
                 nextSeq[peer] += 1
-                record.storeBytes(of: Ring.direct, toByteOffset: 0, as: UInt64.self)
+                record.storeBytes(of: inBuffer == nil ? Ring.direct : Ring.inBuffer, toByteOffset: 0, as: UInt64.self)
                 record.storeBytes(of: UInt64(o.request.length), toByteOffset: 8, as: UInt64.self)
                 record.storeBytes(of: o.request.stream, toByteOffset: 16, as: UInt64.self)
                 record.storeBytes(of: o.request.tag, toByteOffset: 24, as: UInt64.self)
-                record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: Ring.headerBytes, as: UInt64.self)
-                record.storeBytes(of: seq, toByteOffset: Ring.headerBytes + 8, as: UInt64.self)
-                if let copy = o.request.alsoCopyInto {
-                    Self.copy(o.request.pointer, bytes: o.request.length, into: copy, streaming: true)
+                if let (id, offset) = inBuffer {
+                    record.storeBytes(of: id, toByteOffset: Ring.headerBytes, as: UInt64.self)
+                    record.storeBytes(of: UInt64(offset), toByteOffset: Ring.headerBytes + 16, as: UInt64.self)
+                } else {
+                    record.storeBytes(of: UInt64(UInt(bitPattern: o.request.pointer)), toByteOffset: Ring.headerBytes, as: UInt64.self)
                 }
+                record.storeBytes(of: seq, toByteOffset: Ring.headerBytes + 8, as: UInt64.self)
                 ring.publish(at: head)
                 head += need
+                // The local copy after publishing: the peer reads the source meanwhile, so the
+                // two reads of it meet in the shared cache. (The send completes only when the
+                // peer acknowledges, after this.)
+                if let copy = o.request.alsoCopyInto {
+                    segments[peer].wakeIfAsleep()
+                    Self.copy(o.request.pointer, bytes: o.request.length, into: copy, streaming: true)
+                }
                 wrote = true
                 awaiting[peer].append((o.request, seq))
                 awaitingCount[peer] += 1
@@ -443,6 +504,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         return full ? tail : nil
     }
 
+    /// Whether a large send goes as a descriptor, read in place by the peer.
+    private func readsInPlace(_ request: TransportRequest) -> Bool {
+        directReads(with: request.peer) || SharedBuffers.locate(request.pointer, bytes: request.length) != nil
+    }
+
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
     private func directReads(with peer: Int) -> Bool {
         segments[rank].acceptsDirectReads && segments[peer].acceptsDirectReads
@@ -464,19 +530,24 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 tail += capacity - position
                 continue
             }
-            if length == Ring.direct {
+            if length == Ring.direct || length == Ring.inBuffer {
                 guard incoming[peer] == nil else {
                     throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) started a message inside another")
                 }
                 let total = Int(record.load(fromByteOffset: 8, as: UInt64.self))
                 let stream = record.load(fromByteOffset: 16, as: UInt64.self)
                 let tag = record.load(fromByteOffset: 24, as: UInt64.self)
-                let address = record.load(fromByteOffset: Ring.headerBytes, as: UInt64.self)
+                let location = record.load(fromByteOffset: Ring.headerBytes, as: UInt64.self)
                 let seq = record.load(fromByteOffset: Ring.headerBytes + 8, as: UInt64.self)
-                tail += UInt64(Ring.recordBytes(payload: 16))
+                let offset = record.load(fromByteOffset: Ring.headerBytes + 16, as: UInt64.self)
+                guard length == Ring.direct || offset <= UInt64(Int.max) else {
+                    throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed shared-buffer descriptor (offset \(offset))")
+                }
+                let source: RemoteBytes = length == Ring.direct ? .address(location) : .buffer(id: location, offset: Int(offset))
+                tail += UInt64(Ring.recordBytes(payload: 24))
                 // Free the ring before the (possibly long) read, so the sender can go on.
                 ring.tail.pointee.store(tail, ordering: .releasing)
-                let descriptor = Unexpected(tag: tag, total: total, address: address, seq: seq)
+                let descriptor = Unexpected(tag: tag, total: total, source: source, seq: seq)
                 if let r = matcher.arrival(peer: peer, stream: stream) {
                     try deliver(descriptor, to: r, from: peer)
                 } else {
@@ -617,6 +688,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         guard !closed else { return }
         closed = true
         for s in segments { s.unmap() }
+        for peer in mappings { for m in peer.values { m.unmap() } }
+        mappings = []
     }
 }
 

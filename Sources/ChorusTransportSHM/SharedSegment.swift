@@ -248,6 +248,9 @@ struct Ring {
     static let pad = UInt64.max
     /// A direct-read descriptor: the payload is the sender's address and sequence number.
     static let direct = UInt64.max - 1
+    /// A shared-buffer descriptor: the payload is the buffer's id, the sequence number and the
+    /// offset in the buffer (`SharedBuffers`).
+    static let inBuffer = UInt64.max - 2
 
     static func recordBytes(payload: Int) -> Int { (headerBytes + payload + 63) & ~63 }
 

@@ -24,6 +24,7 @@ struct BenchCommand: ParsableCommand {
               chorus bench --ranks 2 -b 8 -e 256M -f 4
               chorus bench --ranks 4 --collective all --check -b 1K -e 1M
               chorus run -n 2 -- chorus bench --json -b 64M -e 64M
+              chorus bench --ranks 2 -R 1 -b 64M -e 256M -f 4   (buffers peers read in place)
             Exit status: 0, or 1 if any result was wrong or a collective failed.
             """
     )
@@ -62,6 +63,8 @@ struct BenchCommand: ParsableCommand {
     var csv = false
     @Option(help: "Write an SVG plot of busbw against size to this file.")
     var plot: String?
+    @Option(name: .customShort("R"), help: "Buffers: 0 ordinary memory; 1 shared buffers (SharedBuffer: over shared memory, large messages move with one copy instead of two).")
+    var sharedBuffers: Int = 0
 
     mutating func validate() throws {
         guard minBytes.bytes >= 0, maxBytes.bytes >= minBytes.bytes else {
@@ -71,6 +74,7 @@ struct BenchCommand: ParsableCommand {
         guard iterations >= 1 else { throw ValidationError("-n \(iterations): at least one timed iteration") }
         guard warmup >= 0 else { throw ValidationError("-w \(warmup): warm-up iterations cannot be negative") }
         guard check == 0 || check == 1 else { throw ValidationError("-c \(check): expected 0 or 1") }
+        guard sharedBuffers == 0 || sharedBuffers == 1 else { throw ValidationError("-R \(sharedBuffers): expected 0 (ordinary memory) or 1 (shared buffers)") }
         if checkFlag { check = 1 }
         guard !(json && csv) else { throw ValidationError("--json and --csv: choose one") }
         if let ranks { guard (1...1024).contains(ranks) else { throw ValidationError("--ranks \(ranks): expected 1 to 1024") } }

@@ -33,20 +33,37 @@ struct BenchRunner {
         let maxBytes = options.maxBytes.bytes
         // One pair of buffers for the whole sweep, big enough for every collective.
         let capacity = max(maxBytes, 64) + 64
-        let send = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
-        let receive = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 4096)
+        let shared = options.sharedBuffers == 1
+        let send: UnsafeMutableRawPointer, receive: UnsafeMutableRawPointer
+        if shared {
+            send = try SharedBuffer.allocate(byteCount: capacity).baseAddress!
+            do {
+                receive = try SharedBuffer.allocate(byteCount: capacity).baseAddress!
+            } catch {
+                SharedBuffer.free(send)
+                throw error
+            }
+        } else {
+            send = .allocate(byteCount: capacity, alignment: 4096)
+            receive = .allocate(byteCount: capacity, alignment: 4096)
+        }
         memset(send, 0, capacity)
         memset(receive, 0, capacity)
         defer {
-            send.deallocate()
-            receive.deallocate()
+            if shared {
+                SharedBuffer.free(send)
+                SharedBuffer.free(receive)
+            } else {
+                send.deallocate()
+                receive.deallocate()
+            }
         }
         var totalWrong = 0
         var busbwSum = 0.0, busbwCount = 0
         let steps = collectives.count * types.count * sizes.count
         var step = 0
         if isWriter && !options.json && !options.csv {
-            print("# chorus bench: \(n) rank(s), transport \(comm.transportKind), \(options.iterations) iterations after \(options.warmup) warm-up, check \(options.check == 1 ? "on" : "off")")
+            print("# chorus bench: \(n) rank(s), transport \(comm.transportKind), \(options.iterations) iterations after \(options.warmup) warm-up, check \(options.check == 1 ? "on" : "off")\(shared ? ", shared buffers (-R 1)" : "")")
         }
         for collective in collectives {
             for type in types {
