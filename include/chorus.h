@@ -134,6 +134,14 @@ chorusResult_t chorusSend(const void* sendbuff, size_t count, chorusDataType_t d
 chorusResult_t chorusRecv(void* recvbuff, size_t count, chorusDataType_t datatype, int peer, chorusComm_t comm);
 chorusResult_t chorusBarrier(chorusComm_t comm);
 
+/* Memory for buffers that the other ranks on this host read in place (the role of
+ * ncclMemAlloc): over shared memory, a message of at least 128 KiB sent from it moves with one
+ * copy instead of two. Page-aligned, zeroed, reserved up front (a full /dev/shm fails here with
+ * chorusTransportError). Usable with any communicator; do not free it while a call using it
+ * runs. chorusMemFree of a pointer chorusMemAlloc did not return is chorusInvalidArgument. */
+chorusResult_t chorusMemAlloc(void** ptr, size_t size);
+chorusResult_t chorusMemFree(void* ptr);
+
 chorusResult_t chorusGroupStart(void);
 chorusResult_t chorusGroupEnd(void);
 

@@ -335,6 +335,28 @@ public func chorusBarrier(_ comm: OpaquePointer?) -> Int32 {
     guarded { () throws(ChorusError) in try Handles.lookup(comm, "chorusBarrier").barrier() }
 }
 
+// MARK: - Shared buffers
+
+@_cdecl("chorusMemAlloc")
+public func chorusMemAlloc(_ pointer: UnsafeMutablePointer<UnsafeMutableRawPointer?>?, _ size: UInt) -> Int32 {
+    guard let pointer else { return fail(.invalidArgument, "chorusMemAlloc: ptr is NULL") }
+    return guarded { () throws(ChorusError) in
+        guard size > 0, size <= UInt(Int.max) else {
+            throw .invalidArgument("chorusMemAlloc: size \(size) must be positive (and not a negative value cast to size_t)")
+        }
+        pointer.pointee = try SharedBuffer.allocate(byteCount: Int(size)).baseAddress
+    }
+}
+
+@_cdecl("chorusMemFree")
+public func chorusMemFree(_ pointer: UnsafeMutableRawPointer?) -> Int32 {
+    guard let pointer else { return fail(.invalidArgument, "chorusMemFree: ptr is NULL") }
+    guard SharedBuffer.free(pointer) else {
+        return fail(.invalidArgument, "chorusMemFree: \(pointer) is not a buffer chorusMemAlloc returned (or it was freed already)")
+    }
+    return ResultCode.success.rawValue
+}
+
 @_cdecl("chorusGroupStart")
 public func chorusGroupStart() -> Int32 {
     Communicator.groupStart()

@@ -15,8 +15,9 @@ import Glibc
 /// `MPI_Win_allocate_shared` gives MPI ones.
 ///
 /// ## Lifetime
-/// `free` unmaps the buffer and removes its name; peers that mapped it keep its pages until they
-/// evict the mapping (each transport keeps the `mappingsPerPeer` most recently used) or close.
+/// `free` unmaps the buffer and removes its name. A peer that mapped it keeps its pages until it
+/// next maps a buffer (it then drops every mapping whose name is gone), evicts it (each
+/// transport keeps at most `mappingsPerPeer` per peer, least recently used out first) or closes.
 /// A buffer's id is never reused, so a stale mapping is never read for a new buffer. The name of
 /// a buffer whose process died without freeing it is removed by the next job on the host
 /// (`SharedSegment.removeStale`: the pid in the name is gone).
@@ -118,6 +119,8 @@ public enum SharedBuffers {
 struct MappedBuffer {
     let base: UnsafeMutableRawPointer
     let bytes: Int
+    /// Kept open to learn when the owner frees the buffer (its name is removed).
+    let fd: Int32
     var lastUse: UInt64
 
     /// Maps buffer `id` of the process `pid` (read only), its page tables filled at once
@@ -128,7 +131,8 @@ struct MappedBuffer {
         guard fd >= 0 else {
             throw Syscall.shmError("shm_open", "cannot open rank \(peer)'s shared buffer \(name) (freed while a collective read it?)", peer: peer)
         }
-        defer { close(fd) }
+        var mapped = false
+        defer { if !mapped { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0 else {
             throw Syscall.shmError("fstat", "cannot size rank \(peer)'s shared buffer \(name)", peer: peer)
@@ -137,8 +141,18 @@ struct MappedBuffer {
         guard let p = mmap(nil, bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0), p != MAP_FAILED else {
             throw Syscall.shmError("mmap", "cannot map rank \(peer)'s shared buffer \(name) of \(bytes) bytes", peer: peer)
         }
-        return MappedBuffer(base: p, bytes: bytes, lastUse: 0)
+        mapped = true
+        return MappedBuffer(base: p, bytes: bytes, fd: fd, lastUse: 0)
     }
 
-    func unmap() { munmap(base, bytes) }
+    /// Whether the owner has freed the buffer (removed its name).
+    var isFreed: Bool {
+        var st = stat()
+        return fstat(fd, &st) == 0 && st.st_nlink == 0
+    }
+
+    func unmap() {
+        munmap(base, bytes)
+        close(fd)
+    }
 }

@@ -326,15 +326,21 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
     }
 
-    /// `length` bytes from `offset` in `peer`'s shared buffer `id`, mapped here (mapped now if
-    /// it is not yet, evicting the least recently used mapping of that peer's when there are
-    /// `mappingsPerPeer`).
+    /// `length` bytes from `offset` in `peer`'s shared buffer `id`, mapped here. A buffer not yet
+    /// mapped is mapped now, after dropping the mappings of buffers their owners have freed and,
+    /// when `peer` has `mappingsPerPeer`, its least recently used.
     private func mappedBytes(of peer: Int, buffer id: UInt64, offset: Int, length: Int) throws -> UnsafeRawPointer {
         mappingClock += 1
         var m: MappedBuffer
         if let known = mappings[peer][id] {
             m = known
         } else {
+            for p in mappings.indices {
+                for (key, old) in mappings[p] where old.isFreed {
+                    old.unmap()
+                    mappings[p][key] = nil
+                }
+            }
             if mappings[peer].count >= Self.mappingsPerPeer,
                let oldest = mappings[peer].min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 oldest.value.unmap()

@@ -74,6 +74,36 @@ int main(void) {
     if (none != NULL) { printf("FAIL split with no color did not give NULL\n"); failures++; }
     if (half) expect(chorusCommDestroy(half), chorusSuccess, "destroy the split", "");
 
+    /* Shared buffers: refusals, then an all-gather large enough to be read in place (each
+     * rank's 512 KiB block is over the 128 KiB threshold), checked. */
+    expect(chorusMemAlloc(NULL, 4096), chorusInvalidArgument, "mem alloc with ptr NULL", "NULL");
+    void* shared = NULL;
+    expect(chorusMemAlloc(&shared, 0), chorusInvalidArgument, "mem alloc of 0 bytes", "size");
+    expect(chorusMemAlloc(&shared, (size_t)-1), chorusInvalidArgument, "mem alloc of -1 as size_t", "size");
+    expect(chorusMemFree(NULL), chorusInvalidArgument, "mem free of NULL", "NULL");
+    expect(chorusMemFree(a), chorusInvalidArgument, "mem free of a stack array", "not a buffer chorusMemAlloc returned");
+    const size_t block = 128 * 1024; /* floats: 512 KiB */
+    float *in = NULL, *out = NULL;
+    expect(chorusMemAlloc((void**)&in, block * sizeof(float)), chorusSuccess, "mem alloc input", "");
+    expect(chorusMemAlloc((void**)&out, block * sizeof(float) * size), chorusSuccess, "mem alloc output", "");
+    if (in && out) {
+        for (size_t i = 0; i < block; i++) in[i] = (float)(rank * 1000 + (int)(i % 997));
+        expect(chorusAllGather(in, out, block, chorusFloat32, comm), chorusSuccess, "all-gather from shared buffers", "");
+        for (int r = 0; r < size; r++) {
+            for (size_t i = 0; i < block; i += 4099) {
+                if (out[r * block + i] != (float)(r * 1000 + (int)(i % 997))) {
+                    printf("FAIL shared all-gather: block %d element %zu is %f\n", r, i, out[r * block + i]);
+                    failures++;
+                    break;
+                }
+            }
+        }
+        expect(chorusBarrier(comm), chorusSuccess, "everyone done reading before the buffers are freed", "");
+        expect(chorusMemFree(in), chorusSuccess, "mem free input", "");
+        expect(chorusMemFree(out), chorusSuccess, "mem free output", "");
+        expect(chorusMemFree(in), chorusInvalidArgument, "mem free twice", "freed already");
+    }
+
     /* A second communicator made the NCCL way (rank 0's unique id, carried by the first), then
      * aborted: later calls on it fail with chorusAborted; the first is untouched. */
     chorusUniqueId id;

@@ -69,6 +69,21 @@ if np is not None:
     total = np.zeros(4, dtype=np.int32)
     comm.reduce(np.full(4, r, dtype=np.int32), total, op="sum", root=0)
     check(r != 0 or np.all(total == n * (n - 1) // 2), "numpy reduce to rank 0")
+    # Shared arrays (chorusMemAlloc): blocks of 256 KiB, read in place by the other ranks.
+    block = 64 * 1024
+    shared_in = chorus.shared_array(block, dtype="float32")
+    check(shared_in.shape == (block,) and np.all(shared_in == 0), "shared array zeroed")
+    shared_in[:] = np.arange(block, dtype=np.float32) + 1000 * r
+    shared_out = chorus.shared_array((n, block), dtype="float32")
+    comm.all_gather(shared_in, shared_out)
+    check(all(np.array_equal(shared_out[k], np.arange(block, dtype=np.float32) + 1000 * k) for k in range(n)),
+          "all-gather between shared arrays")
+    comm.all_reduce(shared_in, op="max")
+    check(np.array_equal(shared_in, np.arange(block, dtype=np.float32) + 1000 * (n - 1)), "all-reduce of a shared array in place")
+    comm.barrier()  # every rank has read the others' arrays before they are freed
+    del shared_in, shared_out
+    raises(ValueError, None, "negative", lambda: chorus.shared_array(-5))
+    raises(chorus.ChorusError, 5, "/dev/shm", lambda: chorus.shared_array(1 << 48, dtype="uint8"))
     raises(ValueError, None, "C-contiguous", lambda: comm.all_reduce(np.zeros((4, 4), dtype=np.float32)[:, 1]))
     raises(TypeError, None, "complex128", lambda: comm.all_reduce(np.zeros(4, dtype=np.complex128)))
     raises(ValueError, None, "needs", lambda: comm.all_gather(np.zeros(4, dtype=np.float32), np.zeros(3, dtype=np.float32)))

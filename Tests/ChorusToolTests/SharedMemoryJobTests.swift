@@ -30,10 +30,14 @@ import Testing
         let dead = Int32(4_000_000)
         #expect(kill(dead, 0) != 0)
         let name = "/chorus-\(getuid())-\(dead)-feed-0"
-        let fd = shm_open(name, O_CREAT | O_RDWR, 0o600)
-        #expect(fd >= 0)
-        close(fd)
-        #expect(try leftoverSegments().contains(String(name.dropFirst())))
+        // And a shared buffer that process never freed.
+        let buffer = "/chorus-\(getuid())-\(dead)-buffer-7"
+        for n in [name, buffer] {
+            let fd = shm_open(n, O_CREAT | O_RDWR, 0o600)
+            #expect(fd >= 0)
+            close(fd)
+            #expect(try leftoverSegments().contains(String(n.dropFirst())))
+        }
         let r = try runChorus(["run", "-n", "2", "--", chorusExecutable, "hello"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try leftoverSegments().isEmpty)
@@ -76,6 +80,19 @@ import Testing
         #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
     }
 
+    @Test func sharedBuffersAreReadInPlaceAndChecked() throws {
+        // -R 1: buffers from SharedBuffer; blocks of 128 KiB and more are read in place by the
+        // receivers (inputs and outputs both shared, every collective, reductions included).
+        let r = try runChorus(["bench", "--ranks", "3", "-R", "1", "--collective", "all", "--check", "-b", "384K", "-e", "1536K", "-f", "4",
+                               "-n", "1", "-w", "1", "-d", "int32", "-o", "max"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("shared buffers (-R 1)"))
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+        let rows = r.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }
+        #expect(rows.count == 2 * 5)   // sizes 384K and 1536K for each collective
+        #expect(try SharedMemoryJobTests().leftoverSegments().isEmpty)
+    }
+
     @Test func jsonLinesHaveTheDocumentedKeys() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--json", "-b", "8", "-e", "64", "-f", "8", "-n", "2", "-w", "1"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -101,7 +118,7 @@ import Testing
     }
 
     @Test(arguments: [["-b", "1M", "-e", "1K"], ["-f", "1"], ["-n", "0"], ["-c", "2"], ["--collective", "alltoall"], ["-d", "float8"],
-                      ["-o", "xor"], ["--transport", "pigeon"], ["--json", "--csv"], ["--ranks", "0"]])
+                      ["-o", "xor"], ["--transport", "pigeon"], ["--json", "--csv"], ["--ranks", "0"], ["-R", "2"]])
     func badFlagsAreUsageErrors(_ flags: [String]) throws {
         let r = try runChorus(["bench"] + flags)
         #expect(r.status == 64, "\(flags): \(r.stderr)")

@@ -24,7 +24,7 @@ import os
 import threading
 from contextlib import contextmanager
 
-__all__ = ["Communicator", "ChorusError", "group", "unique_id", "version", "DATA_TYPES", "OPS"]
+__all__ = ["Communicator", "ChorusError", "group", "shared_array", "unique_id", "version", "DATA_TYPES", "OPS"]
 
 # chorusResult_t
 _RESULT_NAMES = ["success", "invalid argument", "mismatch", "timeout", "aborted", "transport error",
@@ -96,6 +96,8 @@ _signatures = {
     "chorusSend": [_c.c_void_p, _c.c_size_t, _c.c_int, _c.c_int, _comm_t],
     "chorusRecv": [_c.c_void_p, _c.c_size_t, _c.c_int, _c.c_int, _comm_t],
     "chorusBarrier": [_comm_t],
+    "chorusMemAlloc": [_c.POINTER(_c.c_void_p), _c.c_size_t],
+    "chorusMemFree": [_c.c_void_p],
     "chorusGroupStart": [],
     "chorusGroupEnd": [],
 }
@@ -122,6 +124,36 @@ def unique_id():
     buf = _c.create_string_buffer(128)
     _check(_lib.chorusGetUniqueId(buf))
     return buf.raw
+
+
+class _SharedMemory:
+    """One chorusMemAlloc allocation, freed when the last array over it goes."""
+
+    def __init__(self, nbytes):
+        self.address = None
+        address = _c.c_void_p()
+        _check(_lib.chorusMemAlloc(_c.byref(address), nbytes))
+        self.address = address.value
+
+    def __del__(self):
+        if self.address:
+            _lib.chorusMemFree(_c.c_void_p(self.address))
+            self.address = None
+
+
+def shared_array(shape, dtype="float32"):
+    """A zeroed NumPy array in memory the other ranks on this host read in place (chorusMemAlloc):
+    over shared memory, collectives from it move large messages with one copy instead of two.
+    Freed when the array and every view of it are gone; keep it alive while a call uses it."""
+    import numpy as np
+    dt = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count < 0:
+        raise ValueError("shape %r: sizes cannot be negative" % (shape,))
+    memory = _SharedMemory(max(count * dt.itemsize, 1))
+    raw = (_c.c_ubyte * max(count * dt.itemsize, 1)).from_address(memory.address)
+    raw.owner = memory  # the array's base is `raw`, which keeps the allocation alive
+    return np.frombuffer(raw, dtype=dt, count=count).reshape(shape)
 
 
 _group = threading.local()  # depth of group() on this thread, and the buffers its calls use
