@@ -1,7 +1,9 @@
 // The memory system's limit for the copies a 2-rank shared-memory all-gather makes: one thread
 // per core, each copying 128 MiB the ways a rank does (plain copies into a 256 KiB buffer that
 // stays in cache, non-temporal copies out of it into a large output, with Chorus's own
-// streaming-copy kernel), alone and on both cores at once. Build and run from this folder:
+// streaming-copy kernel), alone and on both cores at once. The last pattern is the all-gather
+// from shared buffers: each thread copies its own input and then the other thread's straight
+// into its 256 MiB output. Build and run from this folder:
 //   gcc -O2 -pthread -I ../../../Sources/CChorusKernels/include copy_limit.c \
 //       ../../../Sources/CChorusKernels/kernels.c -lm -o copy_limit && ./copy_limit
 #include "CChorusKernels.h"
@@ -20,13 +22,14 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-struct worker { char *input, *output, *piece; int pattern; double best; };
+struct worker { char *input, *output, *piece, *other; int pattern; double best; };
 
 static const char *names[] = {
     "input -> output, non-temporal",
     "input -> piece",
     "piece -> output, non-temporal",
     "input -> piece -> output (a send with its local copy)",
+    "own input, then the other's, -> output (shared buffers)",
 };
 
 static void *run(void *p) {
@@ -42,6 +45,10 @@ static void *run(void *p) {
             case 3: memcpy(w->piece, w->input + o, PIECE); CChorusKernels_copy_streaming(w->output + o, w->piece, PIECE); break;
             }
         }
+        if (w->pattern == 4) {
+            CChorusKernels_copy_streaming(w->output, w->input, BIG);
+            CChorusKernels_copy_streaming(w->output + BIG, w->other, BIG);
+        }
         double t = now() - t0;
         if (t < w->best) w->best = t;
     }
@@ -52,14 +59,16 @@ int main(void) {
     struct worker w[2];
     for (int i = 0; i < 2; i++) {
         w[i].input = aligned_alloc(4096, BIG);
-        w[i].output = aligned_alloc(4096, BIG);
+        w[i].output = aligned_alloc(4096, 2 * BIG);
         w[i].piece = aligned_alloc(4096, PIECE);
         memset(w[i].input, 1, BIG);
-        memset(w[i].output, 2, BIG);
+        memset(w[i].output, 2, 2 * BIG);
         memset(w[i].piece, 3, PIECE);
     }
-    printf("128 MiB per thread, best of 5\n");
-    for (int pattern = 0; pattern < 4; pattern++) {
+    w[0].other = w[1].input;
+    w[1].other = w[0].input;
+    printf("128 MiB per thread (twice for the last), best of 5\n");
+    for (int pattern = 0; pattern < 5; pattern++) {
         w[0].pattern = pattern;
         run(&w[0]);
         double alone = w[0].best;
