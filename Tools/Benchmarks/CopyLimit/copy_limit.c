@@ -4,8 +4,9 @@
 // streaming-copy kernel), alone and on both cores at once. The last pattern is the all-gather
 // from shared buffers: each thread copies its own input and then the other thread's straight
 // into its 256 MiB output. Build and run from this folder:
-//   gcc -O2 -pthread -I ../../../Sources/CChorusKernels/include copy_limit.c \
+//   gcc -O2 -pthread -I ../../../Sources/CChorusKernels/include copy_limit.c
 //       ../../../Sources/CChorusKernels/kernels.c -lm -o copy_limit && ./copy_limit
+// (one command).
 #include "CChorusKernels.h"
 #include <pthread.h>
 #include <stdio.h>
