@@ -10,8 +10,9 @@ import ChorusTransportSHM
 /// matters. Over other transports they are ordinary memory.
 ///
 /// ```swift
-/// let input = try SharedBuffer.allocate(byteCount: n * 4)
-/// defer { SharedBuffer.free(input) }
+/// let gradients = try SharedBuffer.allocate(Float.self, count: n)
+/// defer { SharedBuffer.free(gradients) }
+/// try comm.allReduce(gradients.baseAddress, gradients.baseAddress, count: n, dataType: .float32, op: .sum)
 /// ```
 ///
 /// A buffer is process-wide: it outlives communicators and can be used with any of them. Do not
@@ -34,6 +35,24 @@ public enum SharedBuffer {
         } catch {
             throw .transport("\(error)")
         }
+    }
+
+    /// Allocates room for `count` elements of `type`, zeroed (pass `baseAddress` and `count` to
+    /// the raw-buffer calls with `Element.dataType`).
+    /// - Throws: `ChorusError.invalidArgument` for a count that is not positive or too large.
+    public static func allocate<Element: ChorusElement>(_ type: Element.Type, count: Int) throws(ChorusError) -> UnsafeMutableBufferPointer<Element> {
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        guard count > 0, !overflow else {
+            throw .invalidArgument("SharedBuffer.allocate(\(Element.self).self, count: \(count)): the count must be positive and its bytes fit an Int")
+        }
+        return try allocate(byteCount: bytes).bindMemory(to: Element.self)
+    }
+
+    /// Frees a typed buffer `allocate(_:count:)` returned.
+    @discardableResult
+    public static func free<Element>(_ buffer: UnsafeMutableBufferPointer<Element>) -> Bool {
+        guard let base = buffer.baseAddress else { return false }
+        return SharedBuffers.free(UnsafeMutableRawPointer(base))
     }
 
     /// Frees a buffer `allocate` returned.

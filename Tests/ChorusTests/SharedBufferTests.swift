@@ -47,6 +47,26 @@ import Testing
         #expect(try ownBufferNames() == before, "the refused object's name is removed")
     }
 
+    @Test func typedBuffersCarryACollective() throws {
+        // One rank: the all-reduce is the identity, run from and into shared buffers.
+        let comm = try Communicator.inProcess(size: 1)[0]
+        let input = try SharedBuffer.allocate(Float.self, count: 1000)
+        let output = try SharedBuffer.allocate(Float.self, count: 1000)
+        defer {
+            SharedBuffer.free(input)
+            SharedBuffer.free(output)
+        }
+        for i in 0..<1000 { input[i] = Float(i) }
+        try comm.allReduce(input.baseAddress, output.baseAddress, count: 1000, dataType: .float32, op: .sum)
+        #expect(Array(output) == Array(input))
+        #expect {
+            _ = try SharedBuffer.allocate(Double.self, count: Int.max / 4)
+        } throws: { error in
+            guard case ChorusError.invalidArgument(let message) = error else { return false }
+            return message.contains("count")
+        }
+    }
+
     @Test func memoryThatIsNotASharedBufferIsNotFreed() {
         let plain = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
         defer { plain.deallocate() }
