@@ -124,6 +124,15 @@ import Testing
         #expect(r.status == 64, "\(flags): \(r.stderr)")
     }
 
+    @Test func buffersLargerThanTheHostsMemoryAreRefusedBeforeAnyIsTouched() throws {
+        // 2 × 4 TiB per rank: refused with the need and what is available, not killed by the kernel.
+        for shared in ["0", "1"] {
+            let r = try runChorus(["bench", "-R", shared, "-b", "4096G", "-e", "4096G", "-n", "1", "-w", "0"])
+            #expect(r.status == 1, "\(r.stderr)")
+            #expect(r.stderr.contains("MemAvailable") && r.stderr.contains("8192.0 GiB"), "\(r.stderr)")
+        }
+    }
+
     @Test func aNamedTransportThatIsUnavailableFailsEveryRank() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--transport", "verbs", "-b", "8", "-e", "8"])
         #expect(r.status == 1)
