@@ -136,9 +136,10 @@ chorusResult_t chorusBarrier(chorusComm_t comm);
 
 /* Memory for buffers that the other ranks on this host read in place (the role of
  * ncclMemAlloc): over shared memory, a message of at least 128 KiB sent from it moves with one
- * copy instead of two. Page-aligned, zeroed, reserved up front (a full /dev/shm fails here with
- * chorusTransportError). Usable with any communicator; do not free it while a call using it
- * runs. chorusMemFree of a pointer chorusMemAlloc did not return is chorusInvalidArgument. */
+ * copy instead of two. Page-aligned, zeroed, reserved up front (a full /dev/shm, or more than
+ * the host's available memory, fails here with chorusTransportError). Usable with any
+ * communicator; do not free it while a call using it runs. chorusMemFree of a pointer
+ * chorusMemAlloc did not return is chorusInvalidArgument. */
 chorusResult_t chorusMemAlloc(void** ptr, size_t size);
 chorusResult_t chorusMemFree(void* ptr);
 

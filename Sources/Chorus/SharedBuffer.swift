@@ -17,11 +17,12 @@ import ChorusTransportSHM
 ///
 /// A buffer is process-wide: it outlives communicators and can be used with any of them. Do not
 /// free it while a collective that uses it runs. Peers that read a buffer keep its pages mapped
-/// until they evict the mapping (16 per peer, least recently used first) or their communicator
-/// closes, so memory from freed buffers returns a little later than `free`.
+/// until they next map a buffer (they then drop the mappings of freed ones), evict it (16 per
+/// peer, least recently used first) or close, so a freed buffer's memory returns a little after
+/// `free`.
 public enum SharedBuffer {
     /// Allocates `byteCount` bytes, page-aligned and zeroed, reserved up front (a full
-    /// `/dev/shm` fails here).
+    /// `/dev/shm`, or more than the host's available memory, fails here).
     /// - Throws: `ChorusError.invalidArgument` for a size that is not positive;
     ///   `ChorusError.transport` naming the shared-memory object the system refused.
     public static func allocate(byteCount: Int) throws(ChorusError) -> UnsafeMutableRawBufferPointer {

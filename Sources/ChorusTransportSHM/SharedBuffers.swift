@@ -1,3 +1,4 @@
+import ChorusCore
 import ChorusTransport
 import Synchronization
 #if canImport(Glibc)
@@ -46,11 +47,16 @@ public enum SharedBuffers {
 
     /// Allocates `byteCount` bytes (page-aligned, zeroed) that peers on this host can read in
     /// place. The memory is reserved up front (`posix_fallocate`), so a full `/dev/shm` fails
-    /// here, not later with SIGBUS on first touch.
+    /// here, not later with SIGBUS on first touch; more than the host's available memory
+    /// (`MemAvailable`) is refused before anything is reserved, since reserving it would get
+    /// some process killed by the kernel instead.
     /// - Throws: `TransportError` naming the object and what the system refused.
     public static func allocate(byteCount: Int) throws -> UnsafeMutableRawBufferPointer {
         guard byteCount > 0 else {
             throw TransportError(.register, "cannot allocate a shared buffer of \(byteCount) bytes: the size must be positive")
+        }
+        if let available = HostMemory.available(), byteCount > available {
+            throw TransportError(.register, "cannot allocate a shared buffer of \(byteCount) bytes: this host has \(available) bytes of memory available (MemAvailable in /proc/meminfo)")
         }
         let id = registry.withLock { r -> UInt64 in
             defer { r.nextID += 1 }

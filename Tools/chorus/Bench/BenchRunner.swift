@@ -26,26 +26,12 @@ struct BenchRunner {
     /// receive buffer of the largest size, and filling more than the memory available makes the
     /// kernel kill a rank instead.
     static func checkMemory(perRank bytes: Int, largest: Int) throws(ChorusError) {
-        guard let available = availableMemory() else { return }
+        guard let available = HostMemory.available() else { return }
         let local = ChorusEnvironment.value("LOCAL_WORLD_SIZE").flatMap { Int($0) }.map { max($0, 1) } ?? 1
         let (need, overflow) = bytes.multipliedReportingOverflow(by: local)
         guard overflow || need > available else { return }
         func gib(_ b: Int) -> String { "\((Double(b) / Double(1 << 30) * 10).rounded() / 10) GiB" }
         throw .invalidArgument("-e \(largest): \(local) rank(s) on this host need \(overflow ? "more than 8 EiB" : gib(need)) for their send and receive buffers, but \(gib(available)) of memory is available (MemAvailable in /proc/meminfo); use a smaller -e")
-    }
-
-    /// `MemAvailable` from /proc/meminfo, in bytes; `nil` when it cannot be read.
-    static func availableMemory() -> Int? {
-        guard let f = fopen("/proc/meminfo", "r") else { return nil }
-        defer { fclose(f) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), f) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            guard text.hasPrefix("MemAvailable:") else { continue }
-            let digits = text.dropFirst("MemAvailable:".count).filter { $0.isNumber }
-            return Int(digits).map { $0 * 1024 }
-        }
-        return nil
     }
 
     /// Runs everything; returns the number of wrong elements seen on any rank.
