@@ -113,12 +113,6 @@ public enum SharedBuffers {
             return nil
         }
     }
-
-    /// Whether `pointer` is the start of a live shared buffer.
-    public static func contains(_ pointer: UnsafeRawPointer) -> Bool {
-        let address = UInt(bitPattern: pointer)
-        return registry.withLock { r in r.entries.contains { $0.base == address } }
-    }
 }
 
 /// A peer's shared buffer, mapped by a receiver.
