@@ -66,9 +66,16 @@ struct BenchCommand: ParsableCommand {
     @Option(name: .customShort("R"), help: "Buffers: 0 ordinary memory; 1 shared buffers (SharedBuffer: over shared memory, large messages move with one copy instead of two).")
     var sharedBuffers: Int = 0
 
+    /// The largest `-e` accepted (far above any host's memory; the memory check refuses what
+    /// does not fit, and sizes stay clear of integer overflow).
+    static let largestSize = 1 << 50
+
     mutating func validate() throws {
         guard minBytes.bytes >= 0, maxBytes.bytes >= minBytes.bytes else {
             throw ValidationError("-b \(minBytes.bytes) -e \(maxBytes.bytes): the largest size must be at least the smallest")
+        }
+        guard maxBytes.bytes <= Self.largestSize else {
+            throw ValidationError("-e \(maxBytes.bytes): the largest size is at most \(Self.largestSize) bytes (1 PiB)")
         }
         guard stepFactor >= 2 else { throw ValidationError("-f \(stepFactor): the step factor must be at least 2") }
         guard iterations >= 1 else { throw ValidationError("-n \(iterations): at least one timed iteration") }
