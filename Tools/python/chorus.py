@@ -9,7 +9,9 @@
     comm.close()
 
 Buffers are NumPy arrays (C-contiguous) or any object with the buffer protocol whose format
-is a machine number (array.array, memoryview, bytearray as uint8, ...). Counts follow NCCL:
+is a machine number (array.array, memoryview, bytearray as uint8, ...). `shared_array(shape,
+dtype)` makes a NumPy array that the other ranks on this host read in place (chorusMemAlloc):
+over shared memory, large messages from it move with one copy instead of two. Counts follow NCCL:
 all_gather sends `count` and receives size x count; reduce_scatter sends size x count and
 receives `count`. Errors raise ChorusError (with .code and the library's message).
 
