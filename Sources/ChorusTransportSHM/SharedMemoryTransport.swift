@@ -55,6 +55,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var request: TransportRequest
         var sent: Int
         var started: Bool
+        /// The shared buffer the message lies in, and where (it then goes as a descriptor):
+        /// looked up once, when the send is posted.
+        var inBuffer: (id: UInt64, offset: Int)?
     }
 
     private final class Unexpected: EarlyMessage {
@@ -197,19 +200,21 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
 
     public func postSend(_ request: TransportRequest) throws {
         try checkPeer(request.peer)
-        if sendsAtOnce(request) { return }
-        outgoing[request.peer].append(Outgoing(request: request, sent: 0, started: false))
+        let inBuffer = request.length >= Self.directThreshold ? SharedBuffers.locate(request.pointer, bytes: request.length) : nil
+        if inBuffer == nil && sendsAtOnce(request) { return }
+        outgoing[request.peer].append(Outgoing(request: request, sent: 0, started: false, inBuffer: inBuffer))
         outgoingCount[request.peer] += 1
         push(to: request.peer)
     }
 
     /// The common small send: nothing queued for the peer, one record that fits before the
-    /// ring's end and in the room last seen. Written straight away, without the queue (whose
-    /// nested arrays cost reference counting on every access).
+    /// ring's end and in the room last seen, and not a message the peer reads in place. Written
+    /// straight away, without the queue (whose nested arrays cost reference counting on every
+    /// access).
     private func sendsAtOnce(_ request: TransportRequest) -> Bool {
         let peer = request.peer, length = request.length
         guard length <= fragmentBytes, outgoingCount[peer] == 0,
-              length < Self.directThreshold || !readsInPlace(request) else { return false }
+              length < Self.directThreshold || !directReads(with: peer) else { return false }
         let ring = segments[peer].ring(from: rank)
         let head = heads[peer]
         let need = UInt64(Ring.recordBytes(payload: length))
@@ -266,20 +271,21 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// and completes it.
     private func deliver(_ m: Unexpected, to request: TransportRequest, from peer: Int) throws {
         if let remote = m.remote {
-            if case .buffer(let id, let offset) = remote.source {
-                if m.total == request.length && m.total > 0 {
+            if m.total == request.length && m.total > 0 {
+                switch remote.source {
+                case .buffer(let id, let offset):
                     let source = try mappedBytes(of: peer, buffer: id, offset: offset, length: m.total)
                     Self.place(source, bytes: m.total, into: request, at: 0, streaming: m.total >= Self.streamingMessage)
-                }
-            } else if case .address(let address) = remote.source, m.total == request.length && m.total > 0 {
-                if let reduction = request.reduction {
-                    // Read into a temporary, then combine (the destination may be the operand).
-                    let temporary = UnsafeMutableRawPointer.allocate(byteCount: m.total, alignment: 64)
-                    defer { temporary.deallocate() }
-                    try readDirect(from: peer, address: address, into: temporary, length: m.total)
-                    Self.combine(reduction, into: request.pointer, message: temporary, bytes: m.total)
-                } else {
-                    try readDirect(from: peer, address: address, into: request.pointer, length: m.total)
+                case .address(let address):
+                    if let reduction = request.reduction {
+                        // Read into a temporary, then combine (the destination may be the operand).
+                        let temporary = UnsafeMutableRawPointer.allocate(byteCount: m.total, alignment: 64)
+                        defer { temporary.deallocate() }
+                        try readDirect(from: peer, address: address, into: temporary, length: m.total)
+                        Self.combine(reduction, into: request.pointer, message: temporary, bytes: m.total)
+                    } else {
+                        try readDirect(from: peer, address: address, into: request.pointer, length: m.total)
+                    }
                 }
             }
             acknowledge(peer, seq: remote.seq)
@@ -441,9 +447,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let remaining = o.request.length - o.sent
             // A large message not yet started goes as a descriptor when the peer can read it in
             // place: from a shared buffer, or by a direct read.
-            let inBuffer = !o.started && o.request.length >= Self.directThreshold
-                ? SharedBuffers.locate(o.request.pointer, bytes: o.request.length) : nil
-            let direct = inBuffer != nil || (!o.started && o.request.length >= Self.directThreshold && directReads(with: peer))
+            let inBuffer = o.started ? nil : o.inBuffer
+            let direct = !o.started && (inBuffer != nil || (o.request.length >= Self.directThreshold && directReads(with: peer)))
             if direct {
                 let slot = nextSeq[peer] % UInt64(SharedSegment.ackSlots)
                 if awaiting[peer].contains(where: { $0.seq % UInt64(SharedSegment.ackSlots) == slot }) { break }
@@ -517,11 +522,6 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
         if wrote { segments[peer].wakeIfAsleep() }
         return full ? tail : nil
-    }
-
-    /// Whether a large send goes as a descriptor, read in place by the peer.
-    private func readsInPlace(_ request: TransportRequest) -> Bool {
-        directReads(with: request.peer) || SharedBuffers.locate(request.pointer, bytes: request.length) != nil
     }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.

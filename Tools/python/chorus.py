@@ -152,8 +152,9 @@ def shared_array(shape, dtype="float32"):
     count = int(np.prod(shape, dtype=np.int64))
     if count < 0:
         raise ValueError("shape %r: sizes cannot be negative" % (shape,))
-    memory = _SharedMemory(max(count * dt.itemsize, 1))
-    raw = (_c.c_ubyte * max(count * dt.itemsize, 1)).from_address(memory.address)
+    nbytes = max(count * dt.itemsize, 1)
+    memory = _SharedMemory(nbytes)
+    raw = (_c.c_ubyte * nbytes).from_address(memory.address)
     raw.owner = memory  # the array's base is `raw`, which keeps the allocation alive
     return np.frombuffer(raw, dtype=dt, count=count).reshape(shape)
 
