@@ -119,7 +119,7 @@ import Testing
 
     @Test(arguments: [["-b", "1M", "-e", "1K"], ["-f", "1"], ["-n", "0"], ["-c", "2"], ["--collective", "alltoall"], ["-d", "float8"],
                       ["-o", "xor"], ["--transport", "pigeon"], ["--json", "--csv"], ["--ranks", "0"], ["-R", "2"],
-                      ["-b", "8", "-e", "4611686018427387900"]])
+                      ["-b", "8", "-e", "4611686018427387900"], ["--plot", "/nonexistent-chorus-dir/p.svg"], ["--plot", "/"]])
     func badFlagsAreUsageErrors(_ flags: [String]) throws {
         let r = try runChorus(["bench"] + flags)
         #expect(r.status == 64, "\(flags): \(r.stderr)")

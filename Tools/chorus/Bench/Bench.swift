@@ -88,10 +88,27 @@ struct BenchCommand: ParsableCommand {
         _ = try collectives()
         _ = try types()
         _ = try ops()
+        if let plot { try Self.checkWritable(plot) }
         if let transport {
             guard ["auto", "shm", "tcp", "verbs", "ofi", "inproc"].contains(transport) else {
                 throw ValidationError("--transport \(transport): expected auto, shm, tcp, verbs, ofi or inproc")
             }
+        }
+    }
+
+    /// Fails unless `path` can be written, before any rank starts: the plot is drawn after the
+    /// sweep, and a sweep can take minutes.
+    static func checkWritable(_ path: String) throws {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) != S_IFDIR else { throw ValidationError("--plot \(path): is a directory") }
+            guard access(path, W_OK) == 0 else { throw ValidationError("--plot \(path): cannot write the file (\(String(cString: strerror(errno))))") }
+            return
+        }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        guard access(directory, W_OK) == 0 else {
+            throw ValidationError("--plot \(path): cannot create the file in \(directory) (\(String(cString: strerror(errno))))")
         }
     }
 
