@@ -58,6 +58,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         /// The shared buffer the message lies in, and where (it then goes as a descriptor):
         /// looked up once, when the send is posted.
         var inBuffer: (id: UInt64, offset: Int)?
+        /// A large message written into the ring with streaming stores (`RingWriteMode`).
+        var streaming = false
     }
 
     private final class Unexpected: EarlyMessage {
@@ -141,8 +143,14 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// Per peer: its shared buffers mapped here, by id.
     @exclusivity(unchecked) private var mappings: [[UInt64: MappedBuffer]]
     @exclusivity(unchecked) private var mappingClock: UInt64 = 0
-    /// Messages at least this long are copied out of the rings with non-temporal stores.
+    /// Messages at least this long are copied out of the rings with non-temporal stores, and
+    /// written into them the way `ringWriteModes` finds cheaper.
     static let streamingMessage = 1 << 20
+    /// Per peer: how large messages to it are written into its ring.
+    @exclusivity(unchecked) private var ringWriteModes: [RingWriteMode]
+    /// Per peer: this rank's cost of copying large messages out of the peer's ring, published
+    /// in the ring's control block for the peer.
+    @exclusivity(unchecked) private var readCosts: [RingCost]
     @exclusivity(unchecked) private var incoming: [Incoming?]
     /// Per peer: the tail of this rank's ring in the peer's segment, as last read.
     @exclusivity(unchecked) private var tailSeen: [UInt64]
@@ -188,6 +196,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
         mappings = Array(repeating: [:], count: size)
+        ringWriteModes = (0..<size).map { RingWriteMode(seed: job &+ UInt64(rank * size + $0)) }
+        readCosts = Array(repeating: RingCost(), count: size)
     }
 
     deinit { close() }
@@ -221,7 +231,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let position = ring.offset(of: head)
         guard UInt64(ring.capacity - position) >= need,  // else it needs a pad first
               Self.fits(need, in: ring, after: head, tail: &tailSeen[peer]) else { return false }
-        writeRecord(ring.data + position, of: request, from: 0, payload: length)
+        writeRecord(ring.data + position, of: request, from: 0, payload: length, streaming: false)
         ring.publish(at: head)
         heads[peer] = head + need
         segments[peer].wakeIfAsleep()
@@ -241,15 +251,25 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     /// Writes the header and `payload` bytes of `request` from `offset` into the record at
-    /// `record` (and its carried copy, from the fragment just written, still in cache: the
-    /// source is read once). The caller publishes it.
+    /// `record`, with non-temporal stores when `streaming`, and its carried copy: with ordinary
+    /// stores from the fragment just written, still in cache, so the source is read once; with
+    /// streaming ones from the source, which the ring copy has just brought into the cache (the
+    /// fragment went to memory). The caller publishes the record.
     @inline(__always)
-    private func writeRecord(_ record: UnsafeMutableRawPointer, of request: TransportRequest, from offset: Int, payload: Int) {
+    private func writeRecord(_ record: UnsafeMutableRawPointer, of request: TransportRequest, from offset: Int, payload: Int, streaming: Bool) {
         record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
         record.storeBytes(of: UInt64(request.length), toByteOffset: 8, as: UInt64.self)
         record.storeBytes(of: request.stream, toByteOffset: 16, as: UInt64.self)
         record.storeBytes(of: request.tag, toByteOffset: 24, as: UInt64.self)
+        if request.length >= Self.streamingMessage {
+            record.storeBytes(of: streaming ? 1 : 0, toByteOffset: Ring.streamingOffset, as: UInt64.self)
+        }
         guard payload > 0 else { return }
+        if streaming {
+            CChorusKernels_copy_streaming(record + Ring.headerBytes, request.pointer + offset, payload)
+            if let copy = request.alsoCopyInto { Self.copy(request.pointer + offset, bytes: payload, into: copy + offset, streaming: true) }
+            return
+        }
         (record + Ring.headerBytes).copyMemory(from: request.pointer + offset, byteCount: payload)
         if let copy = request.alsoCopyInto {
             Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + offset, streaming: request.length >= Self.streamingMessage)
@@ -502,7 +522,14 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 outgoingHead[peer] += 1
                 continue
             }
-            writeRecord(record, of: o.request, from: o.sent, payload: payload)
+            if o.request.length >= Self.streamingMessage {
+                if !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
+                let start = ContinuousClock.now
+                writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
+                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))
+            } else {
+                writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: false)
+            }
             ring.publish(at: head)
             head += need
             o.sent += payload
@@ -522,6 +549,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
         if wrote { segments[peer].wakeIfAsleep() }
         return full ? tail : nil
+    }
+
+    @inline(__always)
+    private static func nanoseconds(since start: ContinuousClock.Instant) -> Double {
+        let took = (ContinuousClock.now - start).components
+        return Double(took.seconds) * 1e9 + Double(took.attoseconds) / 1e9
     }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
@@ -592,8 +625,17 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let data = record + Ring.headerBytes
             switch m.target {
             case .request(let r):
-                // Straight out of the ring (fragments are whole elements of any type).
-                if payload > 0 { Self.place(data, bytes: payload, into: r, at: m.received, streaming: m.total >= Self.streamingMessage) }
+                // Straight out of the ring (fragments are whole elements of any type). The copy
+                // of a large message's fragment is timed for the sender (`RingWriteMode`).
+                if payload > 0 && m.total >= Self.streamingMessage {
+                    let start = ContinuousClock.now
+                    Self.place(data, bytes: payload, into: r, at: m.received, streaming: true)
+                    readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
+                                           bytes: payload, nanoseconds: Self.nanoseconds(since: start))
+                    if m.received + payload == m.total { ring.readCost = readCosts[peer] }
+                } else if payload > 0 {
+                    Self.place(data, bytes: payload, into: r, at: m.received, streaming: false)
+                }
             case .unexpected(let u):
                 if payload > 0 { (u.buffer! + m.received).copyMemory(from: data, byteCount: payload) }
                 u.received += payload

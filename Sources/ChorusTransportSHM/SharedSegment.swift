@@ -14,7 +14,7 @@ import Glibc
 /// | 128 | sleepers: Int64, the owner's threads asleep on the doorbell |
 /// | 192 | aborted by: Int64 rank, or -1 |
 /// | 256 | abort reason: length (UInt64), then UTF-8 bytes up to the header's end |
-/// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): the sender-waiting flag (UInt64) at +8, tail (UInt64, written by the owner) at +64, data at +128 |
+/// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): the sender-waiting flag (UInt64) at +8, tail (UInt64, written by the owner) at +64, the owner's read costs (two Float64 bit patterns, `RingCost`) at +72, data at +128 |
 /// | after the rings, k·512 | acknowledgements from the k-th peer of the owner's direct-read sends: 64 slots of UInt64, slot `seq % 64` set to `seq + 1` |
 ///
 /// ## Names and lifetime
@@ -240,11 +240,27 @@ struct Ring {
     /// after consuming only then (ringing after every drain woke a spinning sender for nothing
     /// and moved its doorbell's cache line on every message).
     var senderWaiting: UnsafeMutablePointer<Atomic<UInt64>> { (control + 8).assumingMemoryBound(to: Atomic<UInt64>.self) }
+    /// The receiver's cost of copying fragments out, each way the sender can write them
+    /// (`RingCost.words`), next to the tail: the receiver writes both.
+    var readCost: RingCost {
+        get {
+            RingCost(words: ((control + 72).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .relaxed),
+                             (control + 80).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.load(ordering: .relaxed)))
+        }
+        nonmutating set {
+            let (c, s) = newValue.words
+            (control + 72).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(c, ordering: .relaxed)
+            (control + 80).assumingMemoryBound(to: Atomic<UInt64>.self).pointee.store(s, ordering: .relaxed)
+        }
+    }
 
     /// Record header: payload length (or `pad`, or `direct`), the message's total length,
-    /// stream, tag, the published word, 8 spare bytes; the payload from byte 48.
+    /// stream, tag, the published word, and for a fragment of a message of at least
+    /// `SharedMemoryTransport.streamingMessage` bytes 1 when it was written with streaming
+    /// stores (`RingWriteMode`); the payload from byte 48.
     static let headerBytes = 48
     static let publishedOffset = 32
+    static let streamingOffset = 40
     static let pad = UInt64.max
     /// A direct-read descriptor: the payload is the sender's address and sequence number.
     static let direct = UInt64.max - 1
