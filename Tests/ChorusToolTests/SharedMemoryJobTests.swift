@@ -73,6 +73,16 @@ import Testing
         #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
     }
 
+    @Test func largeMessagesWrittenBothWaysAreChecked() throws {
+        // Messages of 1 MiB and more: the first to each peer is written with ordinary stores,
+        // the next once both ends have timed those with streaming stores (`RingWriteMode`);
+        // copies and reductions, both placements (at 8 MiB the ring algorithms' messages are 1 MiB).
+        let r = try runChorus(["bench", "--ranks", "2", "--collective", "all-gather,all-reduce", "--check", "-b", "8M", "-e", "8M",
+                               "-n", "3", "-w", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+    }
+
     @Test func directReadsAreCheckedToo() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--collective", "all", "-b", "1M", "-e", "1M", "-n", "2", "-w", "1", "-d", "bfloat16"],
                               environment: ["CHORUS_SHM_DIRECT": "1"])
