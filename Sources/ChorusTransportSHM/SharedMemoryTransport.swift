@@ -19,7 +19,11 @@ import Glibc
 /// straight into its buffer; a message with no receive posted yet is kept in memory until one
 /// is (so one stream never blocks another). Rings are FIFO, so messages of one (peer, stream)
 /// match in order. A message through the ring moves with two copies (into the ring, out of
-/// it). A message of at least `directThreshold` bytes moves with one: the sender puts only a
+/// it). Those of at least `streamingMessage` bytes are copied out with non-temporal stores,
+/// and written in either with ordinary stores (the receiver then reads each fragment from the
+/// sender's cache) or with non-temporal ones (from memory), whichever both ends' timings say
+/// costs less at the time (`RingWriteMode`). A message of at least `directThreshold` bytes
+/// moves with one copy when direct reads are on: the sender puts only a
 /// descriptor (its buffer's address) in the ring, the receiver reads the bytes straight into
 /// its destination with `process_vm_readv` and acknowledges in the sender's segment, which
 /// completes the send. Both ends must allow it (`SharedSegment.directReadsWork`, off unless
