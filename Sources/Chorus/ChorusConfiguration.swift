@@ -1,5 +1,6 @@
 import ChorusCore
 import ChorusSelect
+import ChorusTransportSHM
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,6 +20,7 @@ import Glibc
 /// | `CHORUS_IB_HCA` | RDMA device (and port, `mlx5_0:1`) for the verbs transport | the first with an active InfiniBand or RoCE port |
 /// | `CHORUS_IB_GID_INDEX` | GID index for RoCE | the first RoCE v2 GID with an IPv4-mapped address |
 /// | `CHORUS_VERBS_LIBRARY` | the libibverbs shared library to load | `libibverbs.so.1` |
+/// | `CHORUS_SHM_RING_WRITES` | how large messages go into shared-memory rings: `measured` (the cheaper of ordinary and streaming stores, by both ends' timings), `ordinary`, `streaming` | `measured` |
 /// | `CHORUS_TIMEOUT` | seconds without progress before a collective fails, and the rendezvous deadline | 300 |
 /// | `CHORUS_RENDEZVOUS` | `host:port` of the rendezvous store | `MASTER_ADDR:MASTER_PORT`, or the Slurm step's first host |
 /// | `CHORUS_JOB_TOKEN` | secret every rank presents to the store | the launcher's job id |
@@ -37,6 +39,8 @@ public struct ChorusConfiguration: Sendable {
     public var ibDevice: String?
     /// The GID index for RoCE; `nil` to choose.
     public var ibGIDIndex: Int32?
+    /// How large messages are written into shared-memory rings (`SharedMemoryTransport.RingWrites`).
+    public var shmRingWrites: SharedMemoryTransport.RingWrites = .measured
     public var timeout: Duration
     public var rendezvous: String?
     public var jobToken: String?
@@ -93,6 +97,12 @@ public struct ChorusConfiguration: Sendable {
         ofiProvider = value("CHORUS_OFI_PROVIDER")
         ibDevice = value("CHORUS_IB_HCA")
         ibGIDIndex = try integer("CHORUS_IB_GID_INDEX", in: 0...255, "a GID index").map(Int32.init)
+        if let w = value("CHORUS_SHM_RING_WRITES") {
+            guard let writes = SharedMemoryTransport.RingWrites(rawValue: w.lowercased()) else {
+                throw ChorusError.configuration("CHORUS_SHM_RING_WRITES=\(w) is not a way of writing the rings; expected measured, ordinary or streaming")
+            }
+            shmRingWrites = writes
+        }
         if let t = value("CHORUS_TIMEOUT") {
             guard let seconds = Double(t), seconds > 0, seconds.isFinite else {
                 throw ChorusError.configuration("CHORUS_TIMEOUT=\(t) is not a positive number of seconds")

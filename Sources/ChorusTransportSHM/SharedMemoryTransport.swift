@@ -150,6 +150,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// Messages at least this long are copied out of the rings with non-temporal stores, and
     /// written into them the way `ringWriteModes` finds cheaper.
     static let streamingMessage = 1 << 20
+    /// How large messages are written into the rings: as `RingWriteMode` measures, or always
+    /// one way (`CHORUS_SHM_RING_WRITES`, for reproducible comparisons).
+    public enum RingWrites: String, Sendable {
+        case measured, ordinary, streaming
+    }
+    private let ringWrites: RingWrites
     /// Per peer: how large messages to it are written into its ring.
     @exclusivity(unchecked) private var ringWriteModes: [RingWriteMode]
     /// Per peer: this rank's cost of copying large messages out of the peer's ring, published
@@ -170,8 +176,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private let localAborted = Atomic<Bool>(false)
 
     /// Maps the peers' segments. `own` is this rank's segment, created before rendezvous.
-    /// - Parameter pids: every rank's process id (names the segments, and liveness checks).
-    public init(own: SharedSegmentHandle, rank: Int, size: Int, job: UInt64, pids: [Int32]) throws {
+    /// - Parameters:
+    ///   - pids: every rank's process id (names the segments, and liveness checks).
+    ///   - ringWrites: how this rank writes large messages into its peers' rings.
+    public init(own: SharedSegmentHandle, rank: Int, size: Int, job: UInt64, pids: [Int32], ringWrites: RingWrites = .measured) throws {
         self.rank = rank
         self.size = size
         self.pids = pids
@@ -200,6 +208,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
         mappings = Array(repeating: [:], count: size)
+        self.ringWrites = ringWrites
         ringWriteModes = (0..<size).map { RingWriteMode(seed: job &+ UInt64(rank * size + $0)) }
         readCosts = Array(repeating: RingCost(), count: size)
     }
@@ -527,7 +536,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 continue
             }
             if o.request.length >= Self.streamingMessage {
-                if !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
+                if !o.started {
+                    switch ringWrites {
+                    case .measured: o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost)
+                    case .ordinary: o.streaming = false
+                    case .streaming: o.streaming = true
+                    }
+                }
                 let start = ContinuousClock.now
                 writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
                 ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))

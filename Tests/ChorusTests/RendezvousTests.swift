@@ -176,6 +176,7 @@ func join(ranks: [Int], size: Int, port: Int, tokens: [Int: String] = [:], timeo
         ("CHORUS_DEBUG", "LOUD"), ("CHORUS_ALGO", "allreduce:nonsense^"),
         ("CHORUS_SOCKET_NSTREAMS", "0"), ("CHORUS_SOCKET_NSTREAMS", "17"), ("CHORUS_SOCKET_NSTREAMS", "many"),
         ("CHORUS_IB_GID_INDEX", "256"), ("CHORUS_IB_GID_INDEX", "-1"), ("CHORUS_IB_GID_INDEX", "roce"),
+        ("CHORUS_SHM_RING_WRITES", "fast"), ("CHORUS_SHM_RING_WRITES", "1"),
     ])
     func malformedKnobsAreNamed(_ name: String, _ value: String) {
         do {

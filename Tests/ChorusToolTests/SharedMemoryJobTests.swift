@@ -83,6 +83,14 @@ import Testing
         #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
     }
 
+    @Test(arguments: ["ordinary", "streaming"])
+    func largeMessagesWrittenOneWayAreChecked(_ writes: String) throws {
+        let r = try runChorus(["bench", "--ranks", "2", "--collective", "all-reduce", "--check", "-b", "8M", "-e", "8M",
+                               "-n", "1", "-w", "0"], environment: ["CHORUS_SHM_RING_WRITES": writes])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("# Out of bounds values : 0 OK"))
+    }
+
     @Test func directReadsAreCheckedToo() throws {
         let r = try runChorus(["bench", "--ranks", "2", "--collective", "all", "-b", "1M", "-e", "1M", "-n", "2", "-w", "1", "-d", "bfloat16"],
                               environment: ["CHORUS_SHM_DIRECT": "1"])

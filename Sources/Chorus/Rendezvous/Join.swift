@@ -164,7 +164,8 @@ extension Communicator {
             var mapped: SharedMemoryTransport?
             var status = "ok"
             do {
-                mapped = try SharedMemoryTransport(own: own, rank: rank, size: size, job: client.nonce, pids: peers.map(\.pid))
+                mapped = try SharedMemoryTransport(own: own, rank: rank, size: size, job: client.nonce, pids: peers.map(\.pid),
+                                                   ringWrites: configuration.shmRingWrites)
             } catch {
                 status = "\(error)"
             }
@@ -269,7 +270,8 @@ extension Communicator {
         var status = "ok"
         if let own = segment {
             do {
-                shared = try SharedMemoryTransport(own: own, rank: localIndex, size: local.count, job: client.nonce, pids: local.map { peers[$0].pid })
+                shared = try SharedMemoryTransport(own: own, rank: localIndex, size: local.count, job: client.nonce, pids: local.map { peers[$0].pid },
+                                                   ringWrites: configuration.shmRingWrites)
             } catch {
                 status = "\(error)"
             }
