@@ -24,7 +24,7 @@ struct RingWriteMode {
     private var preferStreaming = false
     private var random: UInt64
 
-    static let exploreEvery: UInt64 = 16
+    static let exploreEvery: UInt64 = 32
     static let margin = 0.1
 
     init(seed: UInt64) {
