@@ -5,8 +5,8 @@
 /// streaming stores it reads it from memory, at the cost of a write and a read of memory per
 /// byte. Which is faster depends on how quickly the host moves cache lines between the two
 /// cores, and on a shared VM that changes from minute to minute: on the development VM a 4 MiB
-/// message through a ring written with ordinary stores took 0.3 to 1.4 ms, run to run and
-/// within runs, while one written with streaming stores took 0.4 to 1.2 ms, each way the faster
+/// message through a ring written with ordinary stores took from 0.3 to 1.6 ms, run to run and
+/// within runs, and one written with streaming stores from 0.4 to 1.6 ms, each way the faster
 /// in some stretches.
 ///
 /// ## Measure
