@@ -20,15 +20,20 @@
 /// would fall on the same message of every call), goes the other way, to keep both costs
 /// current.
 struct RingWriteMode {
-    /// The sender's own cost per byte each way.
+    /// The sender's own cost per byte each way (measured only when `measures`).
     var write = RingCost()
+    /// Whether the choice follows the costs; otherwise every message goes one way.
+    let measures: Bool
     private var preferStreaming = false
     private var random: UInt64
 
     static let exploreEvery: UInt64 = 32
     static let margin = 0.1
 
-    init(seed: UInt64) {
+    /// - Parameter policy: `.measured` chooses by the costs; `.ordinary` and `.streaming` pin one way.
+    init(seed: UInt64, policy: SharedMemoryTransport.RingWrites = .measured) {
+        measures = policy == .measured
+        preferStreaming = policy == .streaming
         // SplitMix64's finalizer: distinct seeds give unrelated streams.
         var z = seed &+ 0x9E37_79B9_7F4A_7C15
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -39,6 +44,7 @@ struct RingWriteMode {
     /// Whether the next large message should be written with streaming stores, given the
     /// receiver's published read costs. A way not yet measured at both ends is tried first.
     mutating func nextIsStreaming(read: RingCost) -> Bool {
+        guard measures else { return preferStreaming }
         guard let wc = write.cached, let rc = read.cached else { return false }
         guard let ws = write.streaming, let rs = read.streaming else { return true }
         let cached = wc + rc, streaming = ws + rs

@@ -155,7 +155,6 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     public enum RingWrites: String, Sendable {
         case measured, ordinary, streaming
     }
-    private let ringWrites: RingWrites
     /// Per peer: how large messages to it are written into its ring.
     @exclusivity(unchecked) private var ringWriteModes: [RingWriteMode]
     /// Per peer: this rank's cost of copying large messages out of the peer's ring, published
@@ -208,8 +207,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         nextSeq = Array(repeating: 0, count: size)
         incoming = Array(repeating: nil, count: size)
         mappings = Array(repeating: [:], count: size)
-        self.ringWrites = ringWrites
-        ringWriteModes = (0..<size).map { RingWriteMode(seed: job &+ UInt64(rank * size + $0)) }
+        ringWriteModes = (0..<size).map { RingWriteMode(seed: job &+ UInt64(rank * size + $0), policy: ringWrites) }
         readCosts = Array(repeating: RingCost(), count: size)
     }
 
@@ -535,19 +533,14 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 outgoingHead[peer] += 1
                 continue
             }
-            if o.request.length >= Self.streamingMessage {
-                if !o.started {
-                    switch ringWrites {
-                    case .measured: o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost)
-                    case .ordinary: o.streaming = false
-                    case .streaming: o.streaming = true
-                    }
-                }
-                let start = ContinuousClock.now
-                writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
+            // A large message's way is chosen at its first fragment; its fragments are timed
+            // when the choice follows the costs.
+            let large = o.request.length >= Self.streamingMessage
+            if large && !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
+            let start = large && ringWriteModes[peer].measures ? ContinuousClock.now : nil
+            writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
+            if let start {
                 ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))
-            } else {
-                writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: false)
             }
             ring.publish(at: head)
             head += need
@@ -646,14 +639,15 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             case .request(let r):
                 // Straight out of the ring (fragments are whole elements of any type). The copy
                 // of a large message's fragment is timed for the sender (`RingWriteMode`).
-                if payload > 0 && m.total >= Self.streamingMessage {
-                    let start = ContinuousClock.now
-                    Self.place(data, bytes: payload, into: r, at: m.received, streaming: true)
-                    readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
-                                           bytes: payload, nanoseconds: Self.nanoseconds(since: start))
-                    if m.received + payload == m.total { ring.readCost = readCosts[peer] }
-                } else if payload > 0 {
-                    Self.place(data, bytes: payload, into: r, at: m.received, streaming: false)
+                if payload > 0 {
+                    let large = m.total >= Self.streamingMessage
+                    let start = large ? ContinuousClock.now : nil
+                    Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
+                    if let start {
+                        readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
+                                               bytes: payload, nanoseconds: Self.nanoseconds(since: start))
+                        if m.received + payload == m.total { ring.readCost = readCosts[peer] }
+                    }
                 }
             case .unexpected(let u):
                 if payload > 0 { (u.buffer! + m.received).copyMemory(from: data, byteCount: payload) }

@@ -43,6 +43,19 @@ struct RingWriteModeTests {
         #expect(streaming < 200, "\(streaming) of 1600")
     }
 
+    @Test func aPinnedWayIsAlwaysTakenAndNothingIsMeasured() {
+        for (policy, streaming) in [(SharedMemoryTransport.RingWrites.ordinary, false), (.streaming, true)] {
+            var mode = RingWriteMode(seed: 5, policy: policy)
+            #expect(!mode.measures)
+            // Costs that would favour the other way change nothing.
+            let cheap = streaming ? RingCost(cached: 0.01, streaming: 1) : RingCost(cached: 1, streaming: 0.01)
+            mode.write = cheap
+            let count = streamingChoices(&mode, read: cheap, 320)
+            #expect(count == (streaming ? 320 : 0), "\(policy): \(count) of 320")
+        }
+        #expect(RingWriteMode(seed: 5).measures)
+    }
+
     @Test func seedsGiveDifferentExplorations() {
         func pattern(_ seed: UInt64) -> [Bool] {
             var mode = RingWriteMode(seed: seed)
