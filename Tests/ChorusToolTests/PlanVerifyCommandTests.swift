@@ -56,6 +56,7 @@ struct PlanVerifyCommandTests {
     @Test func anEmittedScheduleVerifiesAndABrokenOneDoesNot() throws {
         let dir = NSTemporaryDirectory() + "chorus-plan-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/ring.json"
         let plan = try runChorus(["plan", "--topology", "localhost", "--ranks", "5", "--algo", "ring", "--emit-schedule", path])
         #expect(plan.status == 0, "\(plan.stderr)")

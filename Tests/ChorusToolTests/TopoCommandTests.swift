@@ -15,6 +15,7 @@ struct TopoCommandTests {
     @Test func validateReportsEveryProblemOnePerLineAndExitsOne() throws {
         let dir = NSTemporaryDirectory() + "chorus-tool-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let bad = dir + "/bad.yaml"
         try """
             topology: bad

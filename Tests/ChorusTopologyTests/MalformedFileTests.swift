@@ -141,6 +141,7 @@ struct MalformedFileTests {
 
     @Test func includeCyclesAreReportedWithTheChain() throws {
         let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try "topology: a\ncompose: { instance: b.yaml, count: 2, fabric: f.yaml, rails: n }\n".write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
         try "topology: b\ncompose: { instance: a.yaml, count: 2, fabric: f.yaml, rails: n }\n".write(toFile: dir + "/b.yaml", atomically: true, encoding: .utf8)
         try "topology: f\nfabric: { shape: crossbar, kind: ethernet, bandwidth: 10Gbps, latency: 1us }\n".write(toFile: dir + "/f.yaml", atomically: true, encoding: .utf8)
@@ -150,6 +151,7 @@ struct MalformedFileTests {
 
     @Test func aMissingIncludeIsReportedWhereItIsNamed() throws {
         let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try "topology: a\ncompose:\n  instance: nowhere.yaml\n  count: 2\n  fabric: { shape: crossbar, kind: ethernet, bandwidth: 10Gbps, latency: 1us }\n  rails: n\n".write(toFile: dir + "/a.yaml", atomically: true, encoding: .utf8)
         let error = try #require(throws: TopologyError.self) { try TopologyLoader(searchPaths: []).load(dir + "/a.yaml") }
         #expect(error.diagnostics.map(\.description) == ["\(dir)/a.yaml:3:13: cannot read '\(dir)/nowhere.yaml': no such file"])
