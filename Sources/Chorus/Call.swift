@@ -10,7 +10,7 @@ import ChorusSchedule
 ///
 /// `@unchecked Sendable`: the pointers are the caller's buffers, which the caller keeps alive
 /// and untouched until the call returns (blocking) or its task resumes (`async`).
-struct Call: @unchecked Sendable {
+struct Call: Equatable, @unchecked Sendable {
     enum Kind: Sendable, Equatable {
         case collective(Collective)
         case send(peer: Int)

@@ -53,6 +53,11 @@ public final class Communicator: @unchecked Sendable {
     let plans: PlanCache
     let splits = Mutex<UInt64>(0)
     private let closed = Atomic<Bool>(false)
+    /// The last lone call run here and its executions, kept for the next call: a training loop
+    /// repeats the same calls on the same buffers, and a call equal to the last one needs no
+    /// checking, plan lookup or layout again. Used only by the thread whose turn is served.
+    @exclusivity(unchecked) private var lastCall: Call?
+    @exclusivity(unchecked) private var lastExecutions: [Execution] = []
 
     init(engine: Engine, rank: Int, size: Int, worldRanks: [Int]?, hosts: [Int], id: UInt64) {
         self.engine = engine
@@ -135,33 +140,49 @@ public final class Communicator: @unchecked Sendable {
 
     // MARK: - Running calls
 
-    private func checkOpen(_ what: String) throws(ChorusError) {
-        if closed.load(ordering: .acquiring) { throw .invalidArgument("\(what) on rank \(rank): the communicator is closed") }
+    private func checkOpen(_ call: Call) throws(ChorusError) {
+        if closed.load(ordering: .acquiring) { throw .invalidArgument("\(call.name) on rank \(rank): the communicator is closed") }
     }
 
     /// Runs a checked call now (blocking), or records it when a group is open on this thread.
     func perform(_ call: Call) throws(ChorusError) {
-        try checkOpen(call.name)
-        try call.validate(rank: rank, size: size)
+        try checkOpen(call)
         if GroupState.isOpen {
+            try call.validate(rank: rank, size: size)
             GroupState.record(self, call)
             return
         }
         let ticket = engine.takeTicket()
         try engine.withTurn(ticket) { () throws(ChorusError) in
-            // A lone call: its executions directly (what `executions` gives for one call), in
-            // the engine's reused list.
-            var used = Set<ObjectIdentifier>()
-            var executions = engine.takeExecutionList()
-            defer { engine.returnExecutionList(&executions) }
-            try prepare(call, slot: 1, used: &used, inGroup: false, into: &executions)
-            try engine.run(executions)
+            // A lone call: its executions directly (what `executions` gives for one call). A
+            // call equal to the last one reuses what that one was checked and laid out as.
+            if call != lastCall {
+                lastCall = nil
+                try call.validate(rank: rank, size: size)
+                lastExecutions.removeAll(keepingCapacity: true)
+                var used = Set<ObjectIdentifier>()
+                try prepare(call, slot: 1, used: &used, inGroup: false, into: &lastExecutions)
+                if isReusable(call) { lastCall = call }
+            }
+            try engine.run(lastExecutions)
+        }
+    }
+
+    /// Whether a lone call's executions can run again for an equal call: not when they hold
+    /// the engine's auxiliary buffer (which another call may reallocate), nor on one rank
+    /// (where `prepare` itself does the work and lays out nothing).
+    private func isReusable(_ call: Call) -> Bool {
+        guard size > 1 else { return false }
+        switch call.kind {
+        case .barrier: return false
+        case .collective(.reduce): return rank == call.root
+        default: return true
         }
     }
 
     /// Runs a checked call on the progress thread.
     func performAsync(_ call: Call) async throws(ChorusError) {
-        try checkOpen(call.name)
+        try checkOpen(call)
         try call.validate(rank: rank, size: size)
         if GroupState.isOpen {
             throw .invalidArgument("\(call.name) on rank \(rank): async calls cannot be part of a group; use the blocking raw-buffer forms between groupStart and groupEnd")

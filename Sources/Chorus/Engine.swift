@@ -27,21 +27,6 @@ final class Engine: @unchecked Sendable {
     let log: Log
     /// Used only by the thread whose ticket is being served.
     private let executor: Executor
-    /// The executions of the call being run, kept between calls so that a call allocates no
-    /// list; used only by the thread whose ticket is being served.
-    @exclusivity(unchecked) private var executionList: [Execution] = []
-
-    func takeExecutionList() -> [Execution] {
-        var list: [Execution] = []
-        swap(&list, &executionList)
-        return list
-    }
-
-    func returnExecutionList(_ list: inout [Execution]) {
-        list.removeAllKeepingCapacity()
-        swap(&list, &executionList)
-    }
-
     /// Buffers the API does not supply (a non-root's reduce output, a barrier's byte); used only
     /// by the thread whose ticket is being served.
     private var auxiliary: UnsafeMutableRawBufferPointer?

@@ -160,4 +160,62 @@ import Testing
         #expect(throws: ChorusError.self) { try comm.allReduce(&values) }
         try Communicator.groupEnd()
     }
+
+    /// A call equal to the last one reuses its layout; every field that differs must be seen.
+    @Test func repeatedAndAlteredCallsComputeAfresh() throws {
+        let comms = try Communicator.inProcess(size: 3, configuration: .testing)
+        let results = try onRanksOrThrow(comms) { comm -> [String] in
+            let r = comm.rank
+            let a = UnsafeMutableBufferPointer<Float>.allocate(capacity: 8)
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: 8)
+            defer { a.deallocate(); b.deallocate() }
+            var out: [String] = []
+            func run(_ body: () throws -> Void) throws -> String {
+                try body()
+                return "\(Array(b.prefix(4)))"
+            }
+            for round in 0..<2 {
+                for i in 0..<8 { a[i] = Float(r + round * 10 + i) }
+                b.update(repeating: -1)
+                out.append(try run { try comm.allReduce(a.baseAddress, b.baseAddress, count: 4, dataType: .float32) })
+            }
+            b.update(repeating: -1)
+            out.append(try run { try comm.allReduce(a.baseAddress, b.baseAddress, count: 4, dataType: .float32, op: .max) })
+            b.update(repeating: -1)
+            out.append(try run { try comm.allReduce(a.baseAddress, b.baseAddress, count: 2, dataType: .float32, op: .max) })
+            b.update(repeating: -1)
+            out.append(try run { try comm.allReduce(a.baseAddress! + 1, b.baseAddress, count: 2, dataType: .float32, op: .max) })
+            // The same call twice in place: the second reduces the first's result.
+            for _ in 0..<2 { try comm.allReduce(a.baseAddress, a.baseAddress, count: 1, dataType: .float32) }
+            out.append("\(a[0])")
+            // A non-root's reduce output is the engine's own buffer, which a larger call regrows.
+            for count in [1, 8, 1] {
+                for i in 0..<8 { a[i] = Float(r + 1) }
+                b.update(repeating: -1)
+                try comm.reduce(a.baseAddress, b.baseAddress, count: count, dataType: .float32, op: .sum, root: 2)
+                try comm.barrier()
+                out.append("\(b[0])")
+            }
+            // A call that differs only in a bad root is still checked.
+            do {
+                try comm.broadcast(a.baseAddress, b.baseAddress, count: 1, dataType: .float32, root: 1)
+                try comm.broadcast(a.baseAddress, b.baseAddress, count: 1, dataType: .float32, root: 7)
+                out.append("no error")
+            } catch {
+                out.append("\(error)".contains("root 7") ? "root error" : "\(error)")
+            }
+            return out
+        }
+        for (r, out) in results.enumerated() {
+            #expect(out[0] == "[3.0, 6.0, 9.0, 12.0]")
+            #expect(out[1] == "[33.0, 36.0, 39.0, 42.0]")
+            #expect(out[2] == "[12.0, 13.0, 14.0, 15.0]")
+            #expect(out[3] == "[12.0, 13.0, -1.0, -1.0]")
+            #expect(out[4] == "[13.0, 14.0, -1.0, -1.0]")
+            // a[0] is r + 10: the first in-place sum gives 33 everywhere, the second 3 × 33.
+            #expect(out[5] == "\(Float(3 * (10 + 11 + 12)))")
+            #expect(out[6...8] == (r == 2 ? ["6.0", "6.0", "6.0"] : ["-1.0", "-1.0", "-1.0"]))
+            #expect(out[9] == "root error")
+        }
+    }
 }
