@@ -235,6 +235,7 @@ public final class Executor {
         // (a small call usually never does).
         var lastProgress: ContinuousClock.Instant?
         var progressed = false
+        var quietPolls = 0
 
         func pointer(_ j: Int, _ c: CompiledPlan, _ segment: Int) -> UnsafeMutableRawPointer {
             let kind = c.segmentBuffer[segment]
@@ -454,6 +455,13 @@ public final class Executor {
                 if !completions.isEmpty { completions.removeAllKeepingCapacity() }
                 try transport.progress(&completions)
                 if completions.isEmpty {
+                    // What is awaited is usually moments away: poll again a few times before
+                    // the bookkeeping of a wait (abort check, clock, the transport's wait).
+                    if quietPolls < Executor.pollsBeforeWaiting {
+                        quietPolls += 1
+                        continue
+                    }
+                    quietPolls = 0
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }
                     let now = ContinuousClock.now
                     if progressed || lastProgress == nil {
@@ -501,6 +509,9 @@ public final class Executor {
             ReductionKernels.divide(c.dataType, count: c.outputBytes / c.dataType.size, buffer: output, by: schedule.ranks)
         }
     }
+
+    /// How many times `run` polls the transport in vain before it waits.
+    static let pollsBeforeWaiting = 8
 
     /// `RunState.staging` of a receive whose transport combines it with its operand as it
     /// delivers (`ReceiveReduction`).
