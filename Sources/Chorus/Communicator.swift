@@ -144,7 +144,9 @@ public final class Communicator: @unchecked Sendable {
         if closed.load(ordering: .acquiring) { throw .invalidArgument("\(call.name) on rank \(rank): the communicator is closed") }
     }
 
-    /// Runs a checked call now (blocking), or records it when a group is open on this thread.
+    /// Runs a call now (blocking), or records it when a group is open on this thread. A call
+    /// is checked when it is recorded, or once its turn comes (so that a call equal to the last
+    /// one, which passed, is not checked again).
     func perform(_ call: Call) throws(ChorusError) {
         try checkOpen(call)
         if GroupState.isOpen {
