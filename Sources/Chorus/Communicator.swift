@@ -55,8 +55,13 @@ public final class Communicator: @unchecked Sendable {
     private let closed = Atomic<Bool>(false)
     /// The last lone call run here and its executions, kept for the next call: a training loop
     /// repeats the same calls on the same buffers, and a call equal to the last one needs no
-    /// checking, plan lookup or layout again. Used only by the thread whose turn is served.
+    /// checking, plan lookup or layout again. Executions over the engine's auxiliary buffer (a
+    /// barrier's byte, a non-root's reduce output) hold only while the buffer is the one they
+    /// were laid out over (`lastAuxiliaryGeneration`); a call that lays out nothing (one rank:
+    /// `prepare` does the work itself) is never reused. Used only by the thread whose turn is
+    /// served.
     @exclusivity(unchecked) private var lastCall: Call?
+    @exclusivity(unchecked) private var lastAuxiliaryGeneration: UInt64 = 0
     @exclusivity(unchecked) private var lastExecutions: [Execution] = []
 
     init(engine: Engine, rank: Int, size: Int, worldRanks: [Int]?, hosts: [Int], id: UInt64) {
@@ -158,27 +163,18 @@ public final class Communicator: @unchecked Sendable {
         try engine.withTurn(ticket) { () throws(ChorusError) in
             // A lone call: its executions directly (what `executions` gives for one call). A
             // call equal to the last one reuses what that one was checked and laid out as.
-            if call != lastCall {
+            if call != lastCall || engine.auxiliaryGeneration != lastAuxiliaryGeneration {
                 lastCall = nil
                 try call.validate(rank: rank, size: size)
                 lastExecutions.removeAll(keepingCapacity: true)
                 var used = Set<ObjectIdentifier>()
                 try prepare(call, slot: 1, used: &used, inGroup: false, into: &lastExecutions)
-                if isReusable(call) { lastCall = call }
+                if !lastExecutions.isEmpty {
+                    lastCall = call
+                    lastAuxiliaryGeneration = engine.auxiliaryGeneration
+                }
             }
             try engine.run(lastExecutions)
-        }
-    }
-
-    /// Whether a lone call's executions can run again for an equal call: not when they hold
-    /// the engine's auxiliary buffer (which another call may reallocate), nor on one rank
-    /// (where `prepare` itself does the work and lays out nothing).
-    private func isReusable(_ call: Call) -> Bool {
-        guard size > 1 else { return false }
-        switch call.kind {
-        case .barrier: return false
-        case .collective(.reduce): return rank == call.root
-        default: return true
         }
     }
 

@@ -30,6 +30,9 @@ final class Engine: @unchecked Sendable {
     /// Buffers the API does not supply (a non-root's reduce output, a barrier's byte); used only
     /// by the thread whose ticket is being served.
     private var auxiliary: UnsafeMutableRawBufferPointer?
+    /// How many times `auxiliary` was reallocated: executions laid out over it are stale once
+    /// this moves. Used only by the thread whose ticket is being served.
+    @exclusivity(unchecked) private(set) var auxiliaryGeneration: UInt64 = 0
 
     // Turns: tickets are handed out and served in order. Lock-free: a call on an idle engine
     // takes and returns its turn with two atomic increments.
@@ -209,6 +212,7 @@ final class Engine: @unchecked Sendable {
     func auxiliaryBuffer(_ bytes: Int) -> UnsafeMutableRawPointer {
         if let a = auxiliary, a.count >= bytes { return a.baseAddress! }
         auxiliary?.deallocate()
+        auxiliaryGeneration &+= 1
         executor.forgetRegistrations()
         let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         memory.initializeMemory(as: UInt8.self, repeating: 0)

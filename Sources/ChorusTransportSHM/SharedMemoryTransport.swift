@@ -540,7 +540,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             let start = large && ringWriteModes[peer].measures ? ContinuousClock.now : nil
             writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
             if let start {
-                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))
+                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: (ContinuousClock.now - start).inSeconds * 1e9)
             }
             ring.publish(at: head)
             head += need
@@ -561,12 +561,6 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         }
         if wrote { segments[peer].wakeIfAsleep() }
         return full ? tail : nil
-    }
-
-    @inline(__always)
-    private static func nanoseconds(since start: ContinuousClock.Instant) -> Double {
-        let took = (ContinuousClock.now - start).components
-        return Double(took.seconds) * 1e9 + Double(took.attoseconds) / 1e9
     }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
@@ -645,7 +639,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                     Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
                     if let start {
                         readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
-                                               bytes: payload, nanoseconds: Self.nanoseconds(since: start))
+                                               bytes: payload, nanoseconds: (ContinuousClock.now - start).inSeconds * 1e9)
                         if m.received + payload == m.total { ring.readCost = readCosts[peer] }
                     }
                 }

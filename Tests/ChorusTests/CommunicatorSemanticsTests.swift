@@ -218,4 +218,31 @@ import Testing
             #expect(out[9] == "root error")
         }
     }
+
+    /// A split shares its parent's engine, so a call on it can regrow the engine's own buffer
+    /// (a barrier's byte, a non-root's reduce output) under a call the parent is about to
+    /// repeat: the repeat lays itself out again over the new buffer.
+    @Test func aRepeatedCallAfterASplitRegrewTheEngineBufferIsLaidOutAgain() throws {
+        let comms = try Communicator.inProcess(size: 3, configuration: .testing)
+        let results = try onRanksOrThrow(comms) { comm -> [Float] in
+            let child = try #require(try comm.split(color: 0, key: comm.rank))
+            var out: [Float] = []
+            let large = [Float](repeating: Float(comm.rank + 1), count: 4096)
+            var big = [Float](repeating: 0, count: 4096)
+            try comm.barrier()
+            try child.reduce(large, &big, count: 4096, dataType: .float32, op: .sum, root: 2)
+            out.append(big[4095])
+            try comm.barrier()
+            var result: [Float] = [-1]
+            try comm.reduce([Float(comm.rank + 1)], &result, count: 1, dataType: .float32, op: .sum, root: 2)
+            var bigger = [Float](repeating: 0, count: 8192)
+            try child.reduce(large + large, &bigger, count: 8192, dataType: .float32, op: .sum, root: 2)
+            out.append(bigger[8191])
+            try comm.reduce([Float(comm.rank + 1)], &result, count: 1, dataType: .float32, op: .sum, root: 2)
+            out.append(result[0])
+            return out
+        }
+        #expect(results[2] == [6, 6, 6])
+        #expect(results[0] == [0, 0, -1])
+    }
 }
