@@ -178,8 +178,9 @@ public final class InProcessTransport: Transport {
 
     /// Spins while the job's threads fit the machine's cores (a message from a thread on another
     /// core lands within a microsecond), for at most `spinLimit`; then sleeps on the inbox's
-    /// condition until a delivery or the deadline. With more ranks than cores it yields instead
-    /// of spinning, so waiting ranks leave the cores to the ones with work.
+    /// condition until a delivery or the deadline. With more ranks than cores it yields the core
+    /// between checks instead of spinning (for up to `yieldLimit`), so waiting ranks leave the
+    /// cores to the ones with work.
     public func waitForActivity(until deadline: ContinuousClock.Instant) throws {
         let inbox = fabric.inboxes[rank]
         let last = seen.load(ordering: .relaxed)

@@ -38,7 +38,8 @@ import Glibc
 /// this rank's segment, which a peer bumps after freeing space in one of the peer's rings that
 /// this rank writes (when this rank waits for it), acknowledging a direct read or aborting, and
 /// after writing to one of this rank's rings only when this rank sleeps. It spins for up to
-/// `spinLimit` (500 µs) when the host has a core per rank, then sleeps on the doorbell with `futex`. While waiting it
+/// `spinLimit` (500 µs) when the host has a core per rank (else checks and yields the core in
+/// turn for up to `yieldLimit`), then sleeps on the doorbell with `futex`. While waiting it
 /// checks every 100 ms that the peers it waits for are alive, so a rank that was killed is
 /// named at once instead of at the timeout.
 ///

@@ -468,11 +468,10 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         // Poll without sleeping for up to 200 µs first (a LAN round trip plus the peer's turn
         // usually fits, and sleeping in the kernel costs a wake-up of tens of microseconds on a
         // VM), when ranks have cores to spare; as MPI libraries do, a core is spent waiting.
-        if spins {
-            let spinUntil = ContinuousClock.now + .microseconds(200)
-            while ContinuousClock.now < spinUntil {
-                if poll(&fds, nfds_t(fds.count), 0) > 0 || aborted.load(ordering: .relaxed) { return }
-            }
+        // With more ranks than cores, poll and yield the core between polls for a while first
+        // (`spinUntilArrival`).
+        if spinUntilArrival(spins: spins, limit: .microseconds(200), { poll(&fds, nfds_t(fds.count), 0) > 0 || aborted.load(ordering: .relaxed) }) {
+            return
         }
         wakePipe.sleep(watching: &fds, until: deadline)
     }
