@@ -134,37 +134,15 @@ public final class Executor {
     ///   - isAborted: checked whenever the executor would wait; a non-nil reason stops the run.
     /// - Throws: `ExecutionError`.
     public func run(_ executions: [Execution], timeout: Duration, isAborted: () -> String?) throws {
-        // The reusable lists, moved into locals for the run and handed back at the end, on
-        // every exit. (Not with `defer`: a defer block is outlined, and its accesses to the
-        // locals, which the nested functions below capture, were checked for exclusivity at
-        // run time on every call.)
-        var bound: [Bound] = []
-        var completions: [TransportCompletion] = []
-        var pending: [Int] = []
-        var freeStaging: [Int] = []
-        swap(&bound, &self.bound)
-        swap(&completions, &self.completions)
-        swap(&pending, &self.pending)
-        swap(&freeStaging, &self.freeStaging)
-        do {
-            try drive(executions, timeout: timeout, isAborted: isAborted,
-                      bound: &bound, completions: &completions, pending: &pending, freeStaging: &freeStaging)
-        } catch {
-            handBack(&bound, &completions, &pending, &freeStaging)
-            throw error
-        }
-        handBack(&bound, &completions, &pending, &freeStaging)
-    }
-
-    /// Returns the lists `run` borrowed, emptied, keeping their capacity.
-    private func handBack(_ bound: inout [Bound], _ completions: inout [TransportCompletion], _ pending: inout [Int], _ freeStaging: inout [Int]) {
+        // The reusable lists are lent to the run straight from their properties, which are not
+        // checked for exclusive access at run time. (Moving them into locals and back cost a
+        // release of each emptied local on every call.) A run that fails leaves them as they
+        // are; the next one starts by emptying them.
         if !bound.isEmpty { bound.removeAllKeepingCapacity() }
         if !completions.isEmpty { completions.removeAllKeepingCapacity() }
         if !pending.isEmpty { pending.removeAllKeepingCapacity() }
-        swap(&bound, &self.bound)
-        swap(&completions, &self.completions)
-        swap(&pending, &self.pending)
-        swap(&freeStaging, &self.freeStaging)
+        try drive(executions, timeout: timeout, isAborted: isAborted,
+                  bound: &bound, completions: &completions, pending: &pending, freeStaging: &freeStaging)
     }
 
     /// The run itself (`run`), with the reused lists lent to it.
@@ -231,9 +209,9 @@ public final class Executor {
         // Instances done so far (a property: as a local, captured by `complete` and used
         // inside closures, it was checked for exclusive access at run time).
         doneCount = 0
-        // When something last completed; read from the clock only once the run has to wait
-        // (a small call usually never does).
-        var lastProgress: ContinuousClock.Instant?
+        // When something last completed (since `Executor.epoch`); read from the clock only once
+        // the run has to wait (a small call usually never does).
+        var lastProgress: Duration?
         var progressed = false
         var quietPolls = 0
 
@@ -328,10 +306,12 @@ public final class Executor {
             case .send:
                 let src = c.segments(x, 0)
                 let bytes = c.messageBytes[x]
+                // The bytes' own region when they are one segment; else staging (below), or the
+                // placeholder for an empty message.
+                let (region, offset) = src.count == 1 && bytes > 0 ? regionAndOffset(j, c, src.lowerBound) : (try zeroRegion(), 0)
                 var request = TransportRequest(peer: worldRank(j, Int(c.opPeer[i])), stream: executions[j].streamBase | c.streamLow[x],
-                                               region: try zeroRegion(), offset: 0, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
+                                               region: region, offset: offset, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
                 if src.count == 1 && bytes > 0 {
-                    (request.region, request.offset) = regionAndOffset(j, c, src.lowerBound)
                     if c.carriedCopy[x] >= 0 { request.alsoCopyInto = carriedCopyDestination(j, c, x) }
                 } else if bytes > 0 {
                     let k = try acquireStaging(bytes, free: &freeStaging)
@@ -348,15 +328,17 @@ public final class Executor {
                 let dst = c.segments(x, 1), operand = c.segments(x, 2)
                 let bytes = c.messageBytes[x]
                 let peer = worldRank(j, Int(c.opPeer[i]))
+                // The destination's region when the message can land there whole; else staging
+                // (below), or the placeholder for an empty message.
+                let (region, offset) = dst.count == 1 && bytes > 0 ? regionAndOffset(j, c, dst.lowerBound) : (try zeroRegion(), 0)
                 var request = TransportRequest(peer: peer, stream: executions[j].streamBase | c.streamLow[x],
-                                               region: try zeroRegion(), offset: 0, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
+                                               region: region, offset: offset, length: bytes, tag: executions[j].tag, id: UInt64(j << 40 | x))
                 if c.opReducing[i] && dst.count == 1 && operand.count == 1 && bytes > 0 && transport.reducesOnReceive(from: peer) {
                     // The transport combines as it delivers: destination = operand ⊕ message,
                     // with no staging and no second pass (the operand is the destination itself
                     // or apart from it).
                     let d = pointer(j, c, dst.lowerBound), o = pointer(j, c, operand.lowerBound)
                     if d == o || o + bytes <= d || d + bytes <= o {
-                        (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
                         request.reduction = ReceiveReduction(operand: o, kernelOp: executions[j].reduceOp.kernelCode, kernelType: c.dataType.kernelCode,
                                                              elementSize: c.dataType.size)
                         s.staging[x] = Executor.combinedByTransport
@@ -371,12 +353,10 @@ public final class Executor {
                     let length = c.segmentLength[dst.lowerBound]
                     direct = o + length <= d || d + length <= o
                 }
-                if direct {
-                    (request.region, request.offset) = regionAndOffset(j, c, dst.lowerBound)
-                } else if bytes > 0 {
+                if !direct && bytes > 0 {
                     let k = try acquireStaging(bytes, free: &freeStaging)
                     s.staging[x] = Int32(k)
-                    request.region = stagingBuffers[k].region
+                    (request.region, request.offset) = (stagingBuffers[k].region, 0)
                 }
                 try transport.postReceive(request)
             }
@@ -463,15 +443,7 @@ public final class Executor {
                     }
                     quietPolls = 0
                     if let reason = isAborted() { throw ExecutionError.aborted(reason) }
-                    let now = ContinuousClock.now
-                    if progressed || lastProgress == nil {
-                        // Something completed since the last wait: the timeout starts over.
-                        lastProgress = now
-                        progressed = false
-                    }
-                    let since = lastProgress!
-                    if now - since > timeout { throw timeoutError(executions, after: now - since) }
-                    try transport.waitForActivity(until: min(now + .milliseconds(100), since + timeout))
+                    try wait(executions, timeout: timeout, lastProgress: &lastProgress, progressed: &progressed)
                     continue
                 }
                 progressed = true
@@ -508,6 +480,27 @@ public final class Executor {
             if schedule.collective == .reduce && c.rank != schedule.root { continue }
             ReductionKernels.divide(c.dataType, count: c.outputBytes / c.dataType.size, buffer: output, by: schedule.ranks)
         }
+    }
+
+    /// A fixed instant: the run keeps its times as durations since this one. (`Duration` is a
+    /// frozen type; an optional `ContinuousClock.Instant` in the run's frame cost calls for its
+    /// type's metadata and value operations on every call, waiting or not.)
+    static let epoch = ContinuousClock.now
+
+    /// One wait of `run` for the transport: restarts the timeout when something completed
+    /// since the last wait (`progressed`), fails once nothing has for `timeout`, else waits for
+    /// activity for at most 100 ms.
+    @inline(never)
+    private func wait(_ executions: [Execution], timeout: Duration, lastProgress: inout Duration?, progressed: inout Bool) throws {
+        let now = ContinuousClock.now
+        let sinceEpoch = now - Executor.epoch
+        if progressed || lastProgress == nil {
+            lastProgress = sinceEpoch
+            progressed = false
+        }
+        let quiet = sinceEpoch - lastProgress!
+        if quiet > timeout { throw timeoutError(executions, after: quiet) }
+        try transport.waitForActivity(until: now + min(.milliseconds(100), timeout - quiet))
     }
 
     /// How many times `run` polls the transport in vain before it waits.

@@ -293,10 +293,15 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         if let arrived = matcher.post(request) { try deliver(arrived, to: request, from: request.peer) }
     }
 
+    /// Checked on every post: the test inline, the error out of line.
+    @inline(__always)
     private func checkPeer(_ peer: Int) throws {
-        guard (0..<size).contains(peer), peer != rank else {
-            throw TransportError(.protocolViolation, peer: peer, "shm: rank \(rank) cannot exchange messages with rank \(peer)")
-        }
+        if UInt(bitPattern: peer) >= UInt(size) || peer == rank { throw invalidPeer(peer) }
+    }
+
+    @inline(never)
+    private func invalidPeer(_ peer: Int) -> TransportError {
+        TransportError(.protocolViolation, peer: peer, "shm: rank \(rank) cannot exchange messages with rank \(peer)")
     }
 
     /// Copies a fully arrived message (or reads a direct one) into the receive that claims it
@@ -538,10 +543,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             // when the choice follows the costs.
             let large = o.request.length >= Self.streamingMessage
             if large && !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
-            let start = large && ringWriteModes[peer].measures ? ContinuousClock.now : nil
+            let start = large && ringWriteModes[peer].measures ? Self.clock() : nil
             writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
             if let start {
-                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: (ContinuousClock.now - start).inSeconds * 1e9)
+                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: (Self.clock() - start).inSeconds * 1e9)
             }
             ring.publish(at: head)
             head += need
@@ -563,6 +568,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         if wrote { segments[peer].wakeIfAsleep() }
         return full ? tail : nil
     }
+
+    /// The time since a fixed instant, for timing fragment copies. (`Duration` is a frozen type;
+    /// an optional `ContinuousClock.Instant` in `drain`'s frame cost calls for its type's
+    /// metadata on every drain, small messages included.)
+    @inline(never)
+    private static func clock() -> Duration { ContinuousClock.now - epoch }
+    private static let epoch = ContinuousClock.now
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
     private func directReads(with peer: Int) -> Bool {
@@ -636,11 +648,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 // of a large message's fragment is timed for the sender (`RingWriteMode`).
                 if payload > 0 {
                     let large = m.total >= Self.streamingMessage
-                    let start = large ? ContinuousClock.now : nil
+                    let start = large ? Self.clock() : nil
                     Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
                     if let start {
                         readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
-                                               bytes: payload, nanoseconds: (ContinuousClock.now - start).inSeconds * 1e9)
+                                               bytes: payload, nanoseconds: (Self.clock() - start).inSeconds * 1e9)
                         if m.received + payload == m.total { ring.readCost = readCosts[peer] }
                     }
                 }
