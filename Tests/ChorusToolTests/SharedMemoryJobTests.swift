@@ -143,6 +143,16 @@ import Testing
         #expect(r.status == 64, "\(flags): \(r.stderr)")
     }
 
+    @Test(arguments: [["bench", "-n", "-5"], ["bench", "-w", "-1"], ["bench", "-f", "-2"], ["bench", "--ranks", "-1"], ["bench", "-R", "-1"],
+                      ["bench", "-b", "-8"], ["run", "-n", "-2", "--", "true"], ["plan", "--ranks", "-3"], ["sim", "--ranks", "-4"]])
+    func aNegativeNumberIsNamedNotTakenForAFlag(_ arguments: [String]) throws {
+        // A value starting with '-' is the option's value: the error names it, instead of
+        // saying the value is missing.
+        let r = try runChorus(arguments)
+        #expect(r.status == 64, "\(arguments): \(r.stderr)")
+        #expect(r.stderr.contains(arguments[2]) && !r.stderr.contains("Missing value"), "\(arguments): \(r.stderr)")
+    }
+
     @Test func buffersLargerThanTheHostsMemoryAreRefusedBeforeAnyIsTouched() throws {
         // 2 × 4 TiB per rank: refused with the need and what is available, not killed by the kernel.
         for shared in ["0", "1"] {

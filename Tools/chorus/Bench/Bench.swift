@@ -29,17 +29,17 @@ struct BenchCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .customShort("b"), help: "Smallest size (bytes; K/M/G binary).")
+    @Option(name: .customShort("b"), parsing: .unconditional, help: "Smallest size (bytes; K/M/G binary).")
     var minBytes: SizeArgument = SizeArgument(argument: "32M")!
-    @Option(name: .customShort("e"), help: "Largest size.")
+    @Option(name: .customShort("e"), parsing: .unconditional, help: "Largest size.")
     var maxBytes: SizeArgument = SizeArgument(argument: "32M")!
-    @Option(name: .customShort("f"), help: "Multiply the size by this between steps.")
+    @Option(name: .customShort("f"), parsing: .unconditional, help: "Multiply the size by this between steps.")
     var stepFactor: Int = 2
-    @Option(name: .customShort("n"), help: "Timed iterations per size.")
+    @Option(name: .customShort("n"), parsing: .unconditional, help: "Timed iterations per size.")
     var iterations: Int = 20
-    @Option(name: .customShort("w"), help: "Warm-up iterations per size.")
+    @Option(name: .customShort("w"), parsing: .unconditional, help: "Warm-up iterations per size.")
     var warmup: Int = 5
-    @Option(name: .customShort("c"), help: "Check results (1) or not (0).")
+    @Option(name: .customShort("c"), parsing: .unconditional, help: "Check results (1) or not (0).")
     var check: Int = 1
     @Flag(name: .customLong("check"), help: "Check results (the same as -c 1).")
     var checkFlag = false
@@ -47,11 +47,11 @@ struct BenchCommand: ParsableCommand {
     var dataType: String = "float"
     @Option(name: .customShort("o"), help: "Reduction: sum, prod, min, max, avg, or all.")
     var op: String = "sum"
-    @Option(name: .customShort("r"), help: "Root of broadcast and reduce.")
+    @Option(name: .customShort("r"), parsing: .unconditional, help: "Root of broadcast and reduce.")
     var root: Int = 0
     @Option(help: "Collectives: all-reduce, all-gather, reduce-scatter, broadcast, reduce (comma-separated), or all.")
     var collective: String = "all-reduce"
-    @Option(help: "Launch this many local ranks (omit under a launcher).")
+    @Option(parsing: .unconditional, help: "Launch this many local ranks (omit under a launcher).")
     var ranks: Int?
     @Option(help: "Transport: auto, shm, tcp, verbs, ofi, inproc (sets CHORUS_TRANSPORT).")
     var transport: String?
@@ -63,7 +63,7 @@ struct BenchCommand: ParsableCommand {
     var csv = false
     @Option(help: "Write an SVG plot of busbw against size to this file.")
     var plot: String?
-    @Option(name: .customShort("R"), help: "Buffers: 0 ordinary memory; 1 shared buffers (SharedBuffer: over shared memory, large messages move with one copy instead of two).")
+    @Option(name: .customShort("R"), parsing: .unconditional, help: "Buffers: 0 ordinary memory; 1 shared buffers (SharedBuffer: over shared memory, large messages move with one copy instead of two).")
     var sharedBuffers: Int = 0
 
     /// The largest `-e` accepted (far above any host's memory; the memory check refuses what

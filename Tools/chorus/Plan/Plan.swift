@@ -25,16 +25,16 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "all-reduce, all-gather, reduce-scatter, broadcast or reduce.")
     var collective: Collective = .allReduce
 
-    @Option(help: "Message size, e.g. 8, 64K, 256M, 1G (binary multiples).")
+    @Option(parsing: .unconditional, help: "Message size, e.g. 8, 64K, 256M, 1G (binary multiples).")
     var size: SizeArgument = SizeArgument(argument: "256M")!
 
-    @Option(help: "Use the first N ranks (or set the topology's 'ranks' parameter).")
+    @Option(parsing: .unconditional, help: "Use the first N ranks (or set the topology's 'ranks' parameter).")
     var ranks: Int?
 
     @Option(help: "Element type (f32, f64, f16, bf16, i8, u8, i32, u32, i64, u64).")
     var dtype: DataType = .float32
 
-    @Option(help: "Root rank of broadcast and reduce.")
+    @Option(parsing: .unconditional, help: "Root rank of broadcast and reduce.")
     var root: Int = 0
 
     @Option(help: "An algorithm id, or a CHORUS_ALGO override string.")

@@ -23,10 +23,10 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "The collective, with --algo.")
     var collective: Collective = .allReduce
 
-    @Option(help: "Ranks, with --algo.")
+    @Option(parsing: .unconditional, help: "Ranks, with --algo.")
     var ranks: Int = 8
 
-    @Option(help: "Root of broadcast and reduce, with --algo.")
+    @Option(parsing: .unconditional, help: "Root of broadcast and reduce, with --algo.")
     var root: Int = 0
 
     @Option(help: "A topology giving torus and instance structure, with --algo.")

@@ -19,7 +19,7 @@ struct HelloCommand: ParsableCommand {
     @Flag(help: "Run and check every collective, data type and op (all ranks must pass it).")
     var check = false
 
-    @Option(help: "With --check: run the checks this many times.")
+    @Option(parsing: .unconditional, help: "With --check: run the checks this many times.")
     var iterations = 1
 
     func validate() throws {

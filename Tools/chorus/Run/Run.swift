@@ -24,13 +24,13 @@ struct RunCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .shortAndLong, help: "Number of ranks to launch (1-1024).")
+    @Option(name: .shortAndLong, parsing: .unconditional, help: "Number of ranks to launch (1-1024).")
     var n: Int
 
     @Option(help: "Rendezvous address host:port (default: a free port on 127.0.0.1).")
     var rendezvous: String?
 
-    @Option(help: "Seconds a stopped job's other ranks get after SIGTERM before SIGKILL.")
+    @Option(parsing: .unconditional, help: "Seconds a stopped job's other ranks get after SIGTERM before SIGKILL.")
     var grace: Double = 5
 
     @Argument(parsing: .captureForPassthrough, help: "The command each rank runs, after --.")

@@ -33,27 +33,27 @@ struct SimCommand: ParsableCommand {
     var topology: String = "aws-trn2.48xlarge"
     @Option(help: "Collectives: all-reduce, all-gather, reduce-scatter, broadcast, reduce (comma-separated), or all.")
     var collective: String?
-    @Option(name: .customShort("b"), help: "Smallest size (bytes; K/M/G binary).")
+    @Option(name: .customShort("b"), parsing: .unconditional, help: "Smallest size (bytes; K/M/G binary).")
     var minBytes: SizeArgument = SizeArgument(argument: "1M")!
-    @Option(name: .customShort("e"), help: "Largest size.")
+    @Option(name: .customShort("e"), parsing: .unconditional, help: "Largest size.")
     var maxBytes: SizeArgument = SizeArgument(argument: "1G")!
-    @Option(name: .customShort("f"), help: "Multiply the size by this between steps.")
+    @Option(name: .customShort("f"), parsing: .unconditional, help: "Multiply the size by this between steps.")
     var stepFactor: Int = 4
     @Option(name: .customShort("d"), help: "Data type (float, double, half, bfloat16, int8, uint8, int32, uint32, int64, uint64).")
     var dataType: String = "float"
     @Option(name: .customShort("o"), help: "Reduction (sum, prod, min, max, avg); recorded in the rows.")
     var op: String = "sum"
-    @Option(name: .customShort("r"), help: "Root of broadcast and reduce.")
+    @Option(name: .customShort("r"), parsing: .unconditional, help: "Root of broadcast and reduce.")
     var root: Int = 0
-    @Option(help: "Use the first N ranks (or set the topology's 'ranks' parameter).")
+    @Option(parsing: .unconditional, help: "Use the first N ranks (or set the topology's 'ranks' parameter).")
     var ranks: Int?
     @Option(help: "An algorithm id, or a CHORUS_ALGO override string.")
     var algo: String?
     @Option(help: "Simulate this schedule JSON file instead of the selector's choice.")
     var schedule: String?
-    @Option(help: "Channel copies of a --schedule plan.")
+    @Option(parsing: .unconditional, help: "Channel copies of a --schedule plan.")
     var channels: Int = 1
-    @Option(help: "Slice size of a --schedule plan (whole chunks if omitted).")
+    @Option(parsing: .unconditional, help: "Slice size of a --schedule plan (whole chunks if omitted).")
     var slice: SizeArgument?
     @Option(help: "A calibration file (from --calibrate).")
     var calibration: String?
@@ -63,9 +63,9 @@ struct SimCommand: ParsableCommand {
     var csv = false
     @Option(help: "Write a Chrome/Perfetto trace of the largest size to this file.")
     var trace: String?
-    @Option(name: .customLong("trace-ranks"), help: "Trace only the first N ranks (default 64; 0 for all).")
+    @Option(name: .customLong("trace-ranks"), parsing: .unconditional, help: "Trace only the first N ranks (default 64; 0 for all).")
     var traceRanks: Int = 64
-    @Option(help: "Print the N busiest links (utilisation over the run) of the largest size.")
+    @Option(parsing: .unconditional, help: "Print the N busiest links (utilisation over the run) of the largest size.")
     var links: Int?
     @Flag(name: .customLong("compare-model"), help: "Show the analytic cost model's time beside each row, and the gap.")
     var compareModel = false
