@@ -42,3 +42,20 @@ int chorus_cma_read(pid_t pid, void *local, uint64_t remote, size_t length) {
 int chorus_allow_peer_reads(void) {
     return prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) == 0 ? 0 : -errno;
 }
+
+#include <sched.h>
+
+int chorus_cpu_affinity(uint64_t *words, int nwords) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -errno;
+    int count = 0;
+    for (int i = 0; i < nwords; i++) words[i] = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && cpu < nwords * 64; cpu++) {
+        if (CPU_ISSET(cpu, &set)) {
+            words[cpu / 64] |= (uint64_t)1 << (cpu % 64);
+            count++;
+        }
+    }
+    return count;
+}

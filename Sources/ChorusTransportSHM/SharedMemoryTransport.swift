@@ -38,8 +38,9 @@ import Glibc
 /// this rank's segment, which a peer bumps after freeing space in one of the peer's rings that
 /// this rank writes (when this rank waits for it), acknowledging a direct read or aborting, and
 /// after writing to one of this rank's rings only when this rank sleeps. It spins for up to
-/// `spinLimit` (500 µs) when the host has a core per rank (else checks and yields the core in
-/// turn for up to `yieldLimit`), then sleeps on the doorbell with `futex`. While waiting it
+/// `spinLimit` (500 µs) when every rank has a CPU of its own among those the ranks may run on
+/// (`cpus`, the union of their affinity masks), else checks and yields the core in turn for up
+/// to `yieldLimit`; then it sleeps on the doorbell with `futex`. While waiting it
 /// checks every 100 ms that the peers it waits for are alive, so a rank that was killed is
 /// named at once instead of at the timeout.
 ///
@@ -53,6 +54,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     private let segments: [SharedSegment]   // indexed by rank; [rank] is this rank's own
     private let pids: [Int32]
     private let spins: Bool
+    /// The CPUs the job's ranks may run on together (see `waitsSpin`).
+    public let cpus: Int
+    /// Whether a wait spins (every rank has a CPU: `size <= cpus`) or yields the core between
+    /// checks (`spinUntilArrival`) before it sleeps.
+    public var waitsSpin: Bool { spins }
     private let fragmentBytes: Int
 
     // State of the thread that drives the transport.
@@ -193,7 +199,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             throw error
         }
         self.segments = segments
-        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        // Spin while the ranks have a CPU each: CPUs the ranks may run on together, or the
+        // host's online CPUs if no rank could read its mask.
+        let usable = SharedSegment.cpusUsable(by: segments)
+        cpus = usable > 0 ? usable : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        spins = size <= cpus
         // Whole cache lines, so a fragment is whole elements of every data type.
         fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
         outgoing = Array(repeating: [], count: size)

@@ -13,7 +13,8 @@ import Glibc
 /// | 64 | doorbell: UInt32 futex word, bumped by every peer that writes to a ring here or frees space in a ring of the owner's |
 /// | 128 | sleepers: Int64, the owner's threads asleep on the doorbell |
 /// | 192 | aborted by: Int64 rank, or -1 |
-/// | 256 | abort reason: length (UInt64), then UTF-8 bytes up to the header's end |
+/// | 256 | abort reason: length (UInt64), then UTF-8 bytes up to offset 2048 |
+/// | 2048 | the CPUs the owner may run on: a bit mask of 1,024 CPUs in 16 UInt64 words (`sched_getaffinity`) |
 /// | 4096 + k·(128 + ring) | the ring from the k-th peer (peers in rank order, skipping the owner): the sender-waiting flag (UInt64) at +8, tail (UInt64, written by the owner) at +64, the owner's read costs (two Float64 bit patterns, `RingCost`) at +72, data at +128 |
 /// | after the rings, k·512 | acknowledgements from the k-th peer of the owner's direct-read sends: 64 slots of UInt64, slot `seq % 64` set to `seq + 1` |
 ///
@@ -27,6 +28,8 @@ struct SharedSegment {
     static let headerBytes = 4096
     static let ringControlBytes = 128
     static let reasonOffset = 256
+    static let cpuMaskOffset = 2048
+    static let cpuMaskWords = 16
 
     // No stored string: a segment is copied out of arrays on every message, and a string
     // field made each copy a retain and a release.
@@ -82,6 +85,7 @@ struct SharedSegment {
         s.word(5).pointee = directReadsWork() ? 1 : 0
         s.word(6).pointee = UInt64.random(in: 0...UInt64.max) | 1 << 63
         s.abortedBy.pointee.store(-1, ordering: .relaxed)
+        _ = chorus_cpu_affinity(s.word(Self.cpuMaskOffset / 8), Int32(Self.cpuMaskWords))   // all zero if it fails
         s.word(0).pointee = magic   // last: a peer that sees the magic sees the rest
         return s
     }
@@ -135,6 +139,19 @@ struct SharedSegment {
         return scope == 1 && chorus_allow_peer_reads() == 0
     }
 
+    /// How many CPUs the owners of `segments` may run on together: the union of their masks
+    /// (a job pinned to fewer CPUs than it has ranks, by `taskset`, a cpuset or a launcher's
+    /// binding, has fewer than the host's). 0 when no owner could read its mask.
+    static func cpusUsable(by segments: [SharedSegment]) -> Int {
+        var count = 0
+        for w in 0..<cpuMaskWords {
+            var union: UInt64 = 0
+            for s in segments { union |= s.word(cpuMaskOffset / 8 + w).pointee }
+            count += union.nonzeroBitCount
+        }
+        return count
+    }
+
     /// Whether the owner accepts direct reads of its peers' memory (it reads; they allow).
     var acceptsDirectReads: Bool { word(5).pointee == 1 }
 
@@ -176,12 +193,12 @@ struct SharedSegment {
     var abortedBy: UnsafeMutablePointer<Atomic<Int64>> { (base + 192).assumingMemoryBound(to: Atomic<Int64>.self) }
 
     var abortReason: String {
-        let length = min(Int(word(Self.reasonOffset / 8).pointee), Self.headerBytes - Self.reasonOffset - 8)
+        let length = min(Int(word(Self.reasonOffset / 8).pointee), Self.cpuMaskOffset - Self.reasonOffset - 8)
         return String(decoding: UnsafeRawBufferPointer(start: base + Self.reasonOffset + 8, count: max(length, 0)), as: UTF8.self)
     }
 
     func setAbortReason(_ text: String) {
-        let bytes = Array(text.utf8.prefix(Self.headerBytes - Self.reasonOffset - 8))
+        let bytes = Array(text.utf8.prefix(Self.cpuMaskOffset - Self.reasonOffset - 8))
         bytes.withUnsafeBytes { (base + Self.reasonOffset + 8).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         word(Self.reasonOffset / 8).pointee = UInt64(bytes.count)
     }

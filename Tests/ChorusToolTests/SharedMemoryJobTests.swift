@@ -16,6 +16,23 @@ import Testing
         #expect(try leftoverSegments().isEmpty)
     }
 
+    @Test func waitsSpinOnlyWhenEveryRankHasACPUOfItsOwn() throws {
+        // Pinned together to CPU 0 (children inherit the mask), two ranks must not spin: the
+        // one waited for could not run. Each pinned to a CPU of its own, they may.
+        let taskset = "/usr/bin/taskset"
+        guard FileManager.default.isExecutableFile(atPath: taskset) else { return }
+        let together = try runProcess(taskset, ["-c", "0", chorusExecutable, "run", "-n", "2", "--", chorusExecutable, "hello", "--check"],
+                                      environment: ["CHORUS_DEBUG": "INFO"])
+        #expect(together.status == 0, "\(together.stderr)")
+        #expect(together.stderr.contains("2 ranks on 1 CPU(s) they may run on: waits yield the core"), "\(together.stderr)")
+        #expect(together.stdout.components(separatedBy: " 0 wrong").count == 3, "\(together.stdout)")
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else { return }
+        let apart = try runChorus(["run", "-n", "2", "--", "/bin/sh", "-c", "exec \(taskset) -c $LOCAL_RANK \(chorusExecutable) hello"],
+                                  environment: ["CHORUS_DEBUG": "INFO"])
+        #expect(apart.status == 0, "\(apart.stderr)")
+        #expect(apart.stderr.contains("2 ranks on 2 CPU(s) they may run on: waits spin"), "\(apart.stderr)")
+    }
+
     @Test func aKilledRankIsNamedByTheOthers() throws {
         let (pid, survivors) = try killRankOneMidCollective(environment: [:])
         for (status, text) in survivors {

@@ -23,3 +23,12 @@ int chorus_cma_read(pid_t pid, void *local, uint64_t remote, size_t length);
 // descendants (prctl PR_SET_PTRACER_ANY). Returns 0 or -errno.
 int chorus_allow_peer_reads(void);
 #endif
+
+#ifndef CCHORUS_SHM_AFFINITY
+#define CCHORUS_SHM_AFFINITY
+#include <stdint.h>
+// The CPUs this process may run on (sched_getaffinity), as a bit mask over `nwords` 64-bit
+// words: CPU i is bit i % 64 of word i / 64 (CPUs past nwords * 64 are left out). Returns how
+// many CPUs the mask holds, or -errno.
+int chorus_cpu_affinity(uint64_t *words, int nwords);
+#endif

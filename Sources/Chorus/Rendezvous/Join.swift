@@ -177,6 +177,9 @@ extension Communicator {
             own.unlink()
             segment = nil
             transport = mapped!
+            if rank == 0, let m = mapped {
+                log(.info, "shared memory: \(size) ranks on \(m.cpus) CPU(s) they may run on: waits \(m.waitsSpin ? "spin" : "yield the core") before they sleep")
+            }
         case .ofi:
             transport = try Self.connectOFI(rank: rank, size: size, peers: peers, client: client, configuration: configuration, log: log)
         case .verbs:
