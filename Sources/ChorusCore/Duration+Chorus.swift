@@ -56,3 +56,16 @@ extension Duration {
         return "\(formatTrimmed(s, maxFractionDigits: 3)) s"
     }
 }
+
+/// `ContinuousClock` read as the time since a fixed instant (the first read in the process),
+/// for hot paths that keep times across a loop: `Duration` is a frozen type, while an optional
+/// `ContinuousClock.Instant` (resilient) held in a frame costs calls for its type's metadata
+/// and value operations on every pass, whether it is used or not.
+public enum ElapsedTime {
+    /// The fixed instant; `epoch + now()` is the current instant.
+    public static let epoch = ContinuousClock.now
+
+    /// The time since `epoch`. Not inlined, so the instant it reads stays out of callers' frames.
+    @inline(never)
+    public static func now() -> Duration { ContinuousClock.now - epoch }
+}

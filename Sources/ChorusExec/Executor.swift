@@ -209,8 +209,8 @@ public final class Executor {
         // Instances done so far (a property: as a local, captured by `complete` and used
         // inside closures, it was checked for exclusive access at run time).
         doneCount = 0
-        // When something last completed (since `Executor.epoch`); read from the clock only once
-        // the run has to wait (a small call usually never does).
+        // When something last completed (`ElapsedTime`, not an instant: see there); read from
+        // the clock only once the run has to wait (a small call usually never does).
         var lastProgress: Duration?
         var progressed = false
         var quietPolls = 0
@@ -482,25 +482,19 @@ public final class Executor {
         }
     }
 
-    /// A fixed instant: the run keeps its times as durations since this one. (`Duration` is a
-    /// frozen type; an optional `ContinuousClock.Instant` in the run's frame cost calls for its
-    /// type's metadata and value operations on every call, waiting or not.)
-    static let epoch = ContinuousClock.now
-
     /// One wait of `run` for the transport: restarts the timeout when something completed
     /// since the last wait (`progressed`), fails once nothing has for `timeout`, else waits for
     /// activity for at most 100 ms.
     @inline(never)
     private func wait(_ executions: [Execution], timeout: Duration, lastProgress: inout Duration?, progressed: inout Bool) throws {
-        let now = ContinuousClock.now
-        let sinceEpoch = now - Executor.epoch
+        let sinceEpoch = ElapsedTime.now()
         if progressed || lastProgress == nil {
             lastProgress = sinceEpoch
             progressed = false
         }
         let quiet = sinceEpoch - lastProgress!
         if quiet > timeout { throw timeoutError(executions, after: quiet) }
-        try transport.waitForActivity(until: now + min(.milliseconds(100), timeout - quiet))
+        try transport.waitForActivity(until: ElapsedTime.epoch + sinceEpoch + min(.milliseconds(100), timeout - quiet))
     }
 
     /// How many times `run` polls the transport in vain before it waits.

@@ -23,7 +23,7 @@ public final class InProcessFabric: Sendable {
     public init(size: Int) {
         precondition(size >= 1)
         self.size = size
-        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        spins = size <= onlineCPUs
         state = SpinLocked(FabricState())
         inboxes = (0..<size).map { _ in Inbox() }
     }

@@ -25,6 +25,11 @@ public func spinUntilArrival(spins: Bool, limit: Duration = .microseconds(50), _
     }
 }
 
+/// The host's online CPUs: what a transport compares its rank count with to decide whether
+/// its waits spin, when it knows nothing narrower (shared memory counts the CPUs the ranks may
+/// run on together).
+public var onlineCPUs: Int { Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
 /// How long a wait yields the core before it sleeps, when ranks outnumber cores. Longer waits
 /// are large transfers or a late peer: sleeping then leaves the cores to the ranks with work
 /// without a system call per check.

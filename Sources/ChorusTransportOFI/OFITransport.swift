@@ -184,7 +184,7 @@ public final class OFITransport: Transport, @unchecked Sendable {
         self.size = size
         nextStreamNumber = Array(repeating: 0, count: size)
         awaiting = Array(repeating: 0, count: size)
-        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        spins = size <= onlineCPUs
         wakePipe = try WakePipe()
 
         let chosen = try Self.chooseInfo(provider: provider, host: host)

@@ -53,12 +53,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     public let size: Int
     private let segments: [SharedSegment]   // indexed by rank; [rank] is this rank's own
     private let pids: [Int32]
-    private let spins: Bool
     /// The CPUs the job's ranks may run on together (see `waitsSpin`).
     public let cpus: Int
     /// Whether a wait spins (every rank has a CPU: `size <= cpus`) or yields the core between
     /// checks (`spinUntilArrival`) before it sleeps.
-    public var waitsSpin: Bool { spins }
+    public let waitsSpin: Bool
     private let fragmentBytes: Int
 
     // State of the thread that drives the transport.
@@ -202,8 +201,8 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         // Spin while the ranks have a CPU each: CPUs the ranks may run on together, or the
         // host's online CPUs if no rank could read its mask.
         let usable = SharedSegment.cpusUsable(by: segments)
-        cpus = usable > 0 ? usable : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        spins = size <= cpus
+        cpus = usable > 0 ? usable : onlineCPUs
+        waitsSpin = size <= cpus
         // Whole cache lines, so a fragment is whole elements of every data type.
         fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
         outgoing = Array(repeating: [], count: size)
@@ -553,10 +552,10 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             // when the choice follows the costs.
             let large = o.request.length >= Self.streamingMessage
             if large && !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
-            let start = large && ringWriteModes[peer].measures ? Self.clock() : nil
+            let start = large && ringWriteModes[peer].measures ? ElapsedTime.now() : nil
             writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
             if let start {
-                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: (Self.clock() - start).inSeconds * 1e9)
+                ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))
             }
             ring.publish(at: head)
             head += need
@@ -579,12 +578,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         return full ? tail : nil
     }
 
-    /// The time since a fixed instant, for timing fragment copies. (`Duration` is a frozen type;
-    /// an optional `ContinuousClock.Instant` in `drain`'s frame cost calls for its type's
-    /// metadata on every drain, small messages included.)
-    @inline(never)
-    private static func clock() -> Duration { ContinuousClock.now - epoch }
-    private static let epoch = ContinuousClock.now
+    /// Nanoseconds since `start` (`ElapsedTime`, which keeps instants out of `drain`'s frame:
+    /// they cost calls for their type's metadata on every drain, small messages included).
+    private static func nanoseconds(since start: Duration) -> Double { (ElapsedTime.now() - start).inSeconds * 1e9 }
 
     /// Whether messages to `peer` may be read by it straight from this rank's memory.
     private func directReads(with peer: Int) -> Bool {
@@ -658,11 +654,11 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 // of a large message's fragment is timed for the sender (`RingWriteMode`).
                 if payload > 0 {
                     let large = m.total >= Self.streamingMessage
-                    let start = large ? Self.clock() : nil
+                    let start = large ? ElapsedTime.now() : nil
                     Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
                     if let start {
                         readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
-                                               bytes: payload, nanoseconds: (Self.clock() - start).inSeconds * 1e9)
+                                               bytes: payload, nanoseconds: Self.nanoseconds(since: start))
                         if m.received + payload == m.total { ring.readCost = readCosts[peer] }
                     }
                 }
@@ -720,7 +716,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             return false
         }
-        if spinUntilArrival(spins: spins, limit: Self.spinLimit, arrived) { return }
+        if spinUntilArrival(spins: waitsSpin, limit: Self.spinLimit, arrived) { return }
         own.sleepers.pointee.add(1, ordering: .sequentiallyConsistent)
         defer { own.sleepers.pointee.subtract(1, ordering: .sequentiallyConsistent) }
         while !arrived() {

@@ -151,7 +151,7 @@ public final class TCPTransport: Transport, @unchecked Sendable {
         outgoing = Array(repeating: [], count: links)
         incoming = (0..<links).map { _ in Incoming() }
         staging = (0..<links).map { _ in Staging() }
-        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        spins = size <= onlineCPUs
         wakePipe = try WakePipe()
         // Hello: job nonce, rank, connection index (8 bytes each).
         func hello(_ c: Int) -> [UInt8] {

@@ -100,7 +100,7 @@ public final class VerbsTransport: Transport, @unchecked Sendable {
         isTouched = Array(repeating: false, count: size)
         queuePairs = Array(repeating: nil, count: size)
         packetSequence = (0..<size).map { _ in UInt32.random(in: 0...0xFF_FFFF) }
-        spins = size <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        spins = size <= onlineCPUs
         wakePipe = try WakePipe()
         do {
             try open()
