@@ -482,17 +482,75 @@ AVX2_ATTR static void copy_streaming_avx2(void *dst, const void *src, size_t cou
 }
 #endif
 
-void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count) {
+#if CHORUS_X86
+/* One pass over the source, two destinations: `second` with non-temporal stores, `first` with
+   ordinary ones or (STREAM_FIRST) non-temporal ones too. The second is aligned to 32 bytes
+   (non-temporal stores need it); the caller makes the two equally aligned, so the first's
+   stores do not straddle cache lines (and, streamed, are aligned too). */
+#define COPY_TWICE(NAME, STORE_FIRST)                                                          \
+    AVX2_ATTR static void NAME(void *first, void *second, const void *src, size_t count) {   \
+        unsigned char *c = (unsigned char *)first, *d = (unsigned char *)second;              \
+        const unsigned char *s = (const unsigned char *)src;                                  \
+        size_t head = (32 - ((uintptr_t)d & 31)) & 31;                                        \
+        memcpy(c, s, head);                                                                   \
+        memcpy(d, s, head);                                                                   \
+        c += head; d += head; s += head; count -= head;                                       \
+        size_t i = 0;                                                                         \
+        for (; i + 128 <= count; i += 128) {                                                  \
+            __m256i a = _mm256_loadu_si256((const __m256i *)(s + i));                         \
+            __m256i b = _mm256_loadu_si256((const __m256i *)(s + i + 32));                    \
+            __m256i e = _mm256_loadu_si256((const __m256i *)(s + i + 64));                    \
+            __m256i f = _mm256_loadu_si256((const __m256i *)(s + i + 96));                    \
+            STORE_FIRST((__m256i *)(c + i), a);                                               \
+            STORE_FIRST((__m256i *)(c + i + 32), b);                                          \
+            STORE_FIRST((__m256i *)(c + i + 64), e);                                          \
+            STORE_FIRST((__m256i *)(c + i + 96), f);                                          \
+            _mm256_stream_si256((__m256i *)(d + i), a);                                       \
+            _mm256_stream_si256((__m256i *)(d + i + 32), b);                                  \
+            _mm256_stream_si256((__m256i *)(d + i + 64), e);                                  \
+            _mm256_stream_si256((__m256i *)(d + i + 96), f);                                  \
+        }                                                                                     \
+        _mm_sfence();                                                                         \
+        memcpy(c + i, s + i, count - i);                                                      \
+        memcpy(d + i, s + i, count - i);                                                      \
+    }
+COPY_TWICE(copy_twice_cached_avx2, _mm256_storeu_si256)
+COPY_TWICE(copy_twice_streamed_avx2, _mm256_stream_si256)
+#endif
+
+static int has_avx2(void) {
 #if CHORUS_X86
     static int avx2 = -1;
     if (avx2 < 0) {
         __builtin_cpu_init();
         avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
     }
-    if (count >= STREAMING_THRESHOLD && avx2) {
+    return avx2;
+#else
+    return 0;
+#endif
+}
+
+void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count) {
+#if CHORUS_X86
+    if (count >= STREAMING_THRESHOLD && has_avx2()) {
         copy_streaming_avx2(dst, src, count);
         return;
     }
 #endif
     memcpy(dst, src, count);
+}
+
+void CChorusKernels_copy_twice(void *first, void *second, const void *src, size_t count, int first_streaming) {
+#if CHORUS_X86
+    int aligned_alike = (((uintptr_t)first - (uintptr_t)second) & 31) == 0;
+    if (count >= STREAMING_THRESHOLD && has_avx2() && (aligned_alike || !first_streaming)) {
+        if (first_streaming) copy_twice_streamed_avx2(first, second, src, count);
+        else copy_twice_cached_avx2(first, second, src, count);
+        return;
+    }
+#endif
+    if (first_streaming) CChorusKernels_copy_streaming(first, src, count);
+    else memcpy(first, src, count);
+    CChorusKernels_copy_streaming(second, src, count);
 }

@@ -19,7 +19,9 @@ import Glibc
 /// straight into its buffer; a message with no receive posted yet is kept in memory until one
 /// is (so one stream never blocks another). Rings are FIFO, so messages of one (peer, stream)
 /// match in order. A message through the ring moves with two copies (into the ring, out of
-/// it). Those of at least `streamingMessage` bytes are copied out with non-temporal stores,
+/// it); a send that carries a local copy writes it in the same pass as the ring. Fragments of
+/// messages of at least `streamingMessage` bytes start at the offset within a cache line that
+/// their destination has (`Ring.largeFragment`), and are copied out with non-temporal stores,
 /// and written in either with ordinary stores (the receiver then reads each fragment from the
 /// sender's cache) or with non-temporal ones (from memory), whichever both ends' timings say
 /// costs less at the time (`RingWriteMode`). A message of at least `directThreshold` bytes
@@ -204,7 +206,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         cpus = usable > 0 ? usable : onlineCPUs
         waitsSpin = size <= cpus
         // Whole cache lines, so a fragment is whole elements of every data type.
-        fragmentBytes = (own.segment.ringBytes / 4 - Ring.headerBytes) & ~63
+        fragmentBytes = (own.segment.ringBytes / 4 - Ring.payloadStarts.upperBound) & ~63
         outgoing = Array(repeating: [], count: size)
         outgoingHead = Array(repeating: 0, count: size)
         heads = Array(repeating: 0, count: size)
@@ -252,7 +254,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let position = ring.offset(of: head)
         guard UInt64(ring.capacity - position) >= need,  // else it needs a pad first
               Self.fits(need, in: ring, after: head, tail: &tailSeen[peer]) else { return false }
-        writeRecord(ring.data + position, of: request, from: 0, payload: length, streaming: false)
+        writeRecord(ring.data + position, of: request, from: 0, payload: length, at: Ring.headerBytes, streaming: false)
         ring.publish(at: head)
         heads[peer] = head + need
         segments[peer].wakeIfAsleep()
@@ -272,28 +274,31 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     }
 
     /// Writes the header and `payload` bytes of `request` from `offset` into the record at
-    /// `record`, with non-temporal stores when `streaming`, and its carried copy: with ordinary
-    /// stores from the fragment just written, still in cache, so the source is read once; with
-    /// streaming ones from the source, which the ring copy has just brought into the cache (the
-    /// fragment went to memory). The caller publishes the record.
+    /// `record`, the payload from byte `payloadAt` (`Ring.largeFragment`), with non-temporal
+    /// stores when `streaming`, and its carried copy: for a large message in the same pass over
+    /// the source (`CChorusKernels_copy_twice`, with non-temporal stores: the destination is a
+    /// collective's output), for a smaller one from the fragment just written, still in cache.
+    /// The caller publishes the record.
     @inline(__always)
-    private func writeRecord(_ record: UnsafeMutableRawPointer, of request: TransportRequest, from offset: Int, payload: Int, streaming: Bool) {
+    private func writeRecord(_ record: UnsafeMutableRawPointer, of request: TransportRequest, from offset: Int, payload: Int,
+                             at payloadAt: Int, streaming: Bool) {
         record.storeBytes(of: UInt64(payload), toByteOffset: 0, as: UInt64.self)
         record.storeBytes(of: UInt64(request.length), toByteOffset: 8, as: UInt64.self)
         record.storeBytes(of: request.stream, toByteOffset: 16, as: UInt64.self)
         record.storeBytes(of: request.tag, toByteOffset: 24, as: UInt64.self)
-        if request.length >= Self.streamingMessage {
-            record.storeBytes(of: streaming ? 1 : 0, toByteOffset: Ring.streamingOffset, as: UInt64.self)
+        let large = request.length >= Self.streamingMessage
+        if large {
+            record.storeBytes(of: Ring.largeFragment(streaming: streaming, payloadAt: payloadAt), toByteOffset: Ring.layoutOffset, as: UInt64.self)
         }
         guard payload > 0 else { return }
-        if streaming {
-            CChorusKernels_copy_streaming(record + Ring.headerBytes, request.pointer + offset, payload)
-            if let copy = request.alsoCopyInto { Self.copy(request.pointer + offset, bytes: payload, into: copy + offset, streaming: true) }
-            return
-        }
-        (record + Ring.headerBytes).copyMemory(from: request.pointer + offset, byteCount: payload)
-        if let copy = request.alsoCopyInto {
-            Self.copy(record + Ring.headerBytes, bytes: payload, into: copy + offset, streaming: request.length >= Self.streamingMessage)
+        let destination = record + payloadAt, source = request.pointer + offset
+        if let copy = request.alsoCopyInto, large {
+            CChorusKernels_copy_twice(destination, copy + offset, source, payload, streaming ? 1 : 0)
+        } else if streaming {
+            CChorusKernels_copy_streaming(destination, source, payload)
+        } else {
+            destination.copyMemory(from: source, byteCount: payload)
+            if let copy = request.alsoCopyInto { Self.copy(destination, bytes: payload, into: copy + offset, streaming: false) }
         }
     }
 
@@ -500,7 +505,12 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 if awaiting[peer].contains(where: { $0.seq % UInt64(SharedSegment.ackSlots) == slot }) { break }
             }
             let payload = direct ? 24 : min(remaining, fragmentBytes)
-            let need = UInt64(Ring.recordBytes(payload: payload))
+            // A large message's fragments line up with the carried copy's destination, or
+            // else with the source (`Ring.largeFragment`).
+            let large = o.request.length >= Self.streamingMessage
+            let payloadAt = direct || !large ? Ring.headerBytes
+                : Ring.payloadStart(matching: (o.request.alsoCopyInto ?? o.request.pointer) + o.sent)
+            let need = UInt64(Ring.recordBytes(payload: payload, at: payloadAt))
             let position = UInt64(ring.offset(of: head))
             let contiguous = capacity - position
             if need > contiguous {
@@ -550,10 +560,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             // A large message's way is chosen at its first fragment; its fragments are timed
             // when the choice follows the costs.
-            let large = o.request.length >= Self.streamingMessage
             if large && !o.started { o.streaming = ringWriteModes[peer].nextIsStreaming(read: ring.readCost) }
             let start = large && ringWriteModes[peer].measures ? ElapsedTime.now() : nil
-            writeRecord(record, of: o.request, from: o.sent, payload: payload, streaming: o.streaming)
+            writeRecord(record, of: o.request, from: o.sent, payload: payload, at: payloadAt, streaming: o.streaming)
             if let start {
                 ringWriteModes[peer].write.record(streaming: o.streaming, bytes: payload, nanoseconds: Self.nanoseconds(since: start))
             }
@@ -635,29 +644,34 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             guard payload <= fragmentBytes, total >= payload else {
                 throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed record (fragment \(payload) of \(total) bytes)")
             }
+            let large = total >= Self.streamingMessage
+            let layout = large ? record.load(fromByteOffset: Ring.layoutOffset, as: UInt64.self) : 0
+            let payloadAt = large ? Int(truncatingIfNeeded: layout >> 8) : Ring.headerBytes
+            guard Ring.payloadStarts.contains(payloadAt) else {
+                throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed record (payload at byte \(payloadAt))")
+            }
+            let data = record + payloadAt
             if payload == total && payload > 0 && incoming[peer] == nil, let r = matcher.arrival(peer: peer, stream: stream) {
                 // A whole message in one record for a posted receive (every small message):
                 // straight into place, without the state of a message in fragments.
                 if r.length == total {
-                    Self.place(record + Ring.headerBytes, bytes: payload, into: r, at: 0, streaming: total >= Self.streamingMessage)
+                    Self.place(data, bytes: payload, into: r, at: 0, streaming: large)
                 }
                 ready.append(TransportCompletion(id: r.id, tag: tag, length: total))
-                tail += UInt64(Ring.recordBytes(payload: payload))
+                tail += UInt64(Ring.recordBytes(payload: payload, at: payloadAt))
                 continue
             }
             if incoming[peer] == nil { incoming[peer] = start(peer: peer, stream: stream, tag: tag, total: total) }
             var m = incoming[peer]!
-            let data = record + Ring.headerBytes
             switch m.target {
             case .request(let r):
                 // Straight out of the ring (fragments are whole elements of any type). The copy
                 // of a large message's fragment is timed for the sender (`RingWriteMode`).
                 if payload > 0 {
-                    let large = m.total >= Self.streamingMessage
                     let start = large ? ElapsedTime.now() : nil
                     Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
                     if let start {
-                        readCosts[peer].record(streaming: record.load(fromByteOffset: Ring.streamingOffset, as: UInt64.self) == 1,
+                        readCosts[peer].record(streaming: layout & 1 == 1,
                                                bytes: payload, nanoseconds: Self.nanoseconds(since: start))
                         if m.received + payload == m.total { ring.readCost = readCosts[peer] }
                     }
@@ -669,7 +683,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                 break
             }
             m.received += payload
-            tail += UInt64(Ring.recordBytes(payload: payload))
+            tail += UInt64(Ring.recordBytes(payload: payload, at: payloadAt))
             if m.received == m.total {
                 try finish(m, peer: peer, stream: stream)
                 incoming[peer] = nil

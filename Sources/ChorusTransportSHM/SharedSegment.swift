@@ -272,12 +272,26 @@ struct Ring {
     }
 
     /// Record header: payload length (or `pad`, or `direct`), the message's total length,
-    /// stream, tag, the published word, and for a fragment of a message of at least
-    /// `SharedMemoryTransport.streamingMessage` bytes 1 when it was written with streaming
-    /// stores (`RingWriteMode`); the payload from byte 48.
+    /// stream, tag, the published word, and for a fragment of a large message (at least
+    /// `SharedMemoryTransport.streamingMessage` bytes) its layout word (`largeFragment`); the
+    /// payload from byte 48, or a large fragment's from where its layout word says.
     static let headerBytes = 48
     static let publishedOffset = 32
-    static let streamingOffset = 40
+    static let layoutOffset = 40
+
+    /// A large fragment's layout word: bit 0 is 1 when it was written with streaming stores
+    /// (`RingWriteMode`), bits 8 to 15 where its payload starts (48 to 111). The sender puts the
+    /// payload at the offset within a cache line that its destination has (`payloadStart(
+    /// matching:)`), so that the copies into and out of the ring run on whole lines, and the
+    /// copy that writes both the ring and a send's carried copy reads its source once.
+    static func largeFragment(streaming: Bool, payloadAt: Int) -> UInt64 { UInt64(payloadAt) << 8 | (streaming ? 1 : 0) }
+    static let payloadStarts = headerBytes...(headerBytes + 63)
+
+    /// Where a large fragment's payload starts in its (64-byte aligned) record so that it lies
+    /// at the same offset within a cache line as `address`.
+    static func payloadStart(matching address: UnsafeRawPointer) -> Int {
+        headerBytes + ((Int(bitPattern: address) &- headerBytes) & 63)
+    }
     static let pad = UInt64.max
     /// A direct-read descriptor: the payload is the sender's address and sequence number.
     static let direct = UInt64.max - 1
@@ -285,7 +299,7 @@ struct Ring {
     /// offset in the buffer (`SharedBuffers`).
     static let inBuffer = UInt64.max - 2
 
-    static func recordBytes(payload: Int) -> Int { (headerBytes + payload + 63) & ~63 }
+    static func recordBytes(payload: Int, at payloadAt: Int = headerBytes) -> Int { (payloadAt + payload + 63) & ~63 }
 
     /// The published word of the record at `record`.
     @inline(__always)

@@ -29,6 +29,13 @@ void CChorusKernels_reduce(int op, int type, void *dst, const void *a, const voi
 /// overlap.
 void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count);
 
+/// Copies `count` bytes into two places, reading the source once: into `second` as
+/// `CChorusKernels_copy_streaming` does, and into `first` with ordinary stores (it is read again
+/// soon, such as a fragment in a shared-memory ring) or, when `first_streaming`, the same way as
+/// `second`. Fastest when the two destinations lie at the same offset within a cache line. No
+/// two of the ranges may overlap.
+void CChorusKernels_copy_twice(void *first, void *second, const void *src, size_t count, int first_streaming);
+
 /// `buffer[i] /= divisor` (the end of avg; integers truncate toward zero).
 void CChorusKernels_divide(int type, void *buffer, size_t count, int64_t divisor);
 
