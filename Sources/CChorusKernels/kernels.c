@@ -516,20 +516,16 @@ AVX2_ATTR static void copy_streaming_avx2(void *dst, const void *src, size_t cou
     }
 COPY_TWICE(copy_twice_cached_avx2, _mm256_storeu_si256)
 COPY_TWICE(copy_twice_streamed_avx2, _mm256_stream_si256)
-#endif
 
 static int has_avx2(void) {
-#if CHORUS_X86
     static int avx2 = -1;
     if (avx2 < 0) {
         __builtin_cpu_init();
         avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
     }
     return avx2;
-#else
-    return 0;
-#endif
 }
+#endif
 
 void CChorusKernels_copy_streaming(void *dst, const void *src, size_t count) {
 #if CHORUS_X86
