@@ -72,6 +72,16 @@ struct SharedSegment {
             shm_unlink(name)
             throw e
         }
+        // Reserved now: a /dev/shm too small for the job (a container's is often 64 MiB) fails
+        // here, with its size, instead of as SIGBUS when a peer first writes a ring's far end.
+        let reserved = posix_fallocate(fd, 0, off_t(bytes))
+        guard reserved == 0 else {
+            shm_unlink(name)
+            throw TransportError(.connect, syscall: "posix_fallocate", code: reserved,
+                                 "cannot reserve \(bytes) bytes for the shared-memory segment \(name): \(String(cString: strerror(reserved))); "
+                                 + "a job of \(ranks) ranks on one host needs about \(ranks * bytes) bytes of /dev/shm\(Self.sharedMemoryFree().map { ", which has \($0) free" } ?? "") "
+                                 + "(enlarge it, such as docker run --shm-size, or run fewer ranks per host)")
+        }
         // Populated now, here and where peers map it: otherwise the first lap through each ring
         // takes a page fault every 64 small messages (about 1,000 faults in the first 16,384
         // 8-byte all-reduces of a 2-rank job, each a few microseconds on a VM).
@@ -91,6 +101,13 @@ struct SharedSegment {
         _ = chorus_cpu_affinity(s.word(Self.cpuMaskOffset / 8), Int32(Self.cpuMaskWords))   // all zero if it fails
         s.word(0).pointee = magic   // last: a peer that sees the magic sees the rest
         return s
+    }
+
+    /// Bytes free in /dev/shm, or `nil` where it cannot be read.
+    static func sharedMemoryFree() -> Int? {
+        var fs = statvfs()
+        guard statvfs("/dev/shm", &fs) == 0 else { return nil }
+        return Int(fs.f_bavail) * Int(fs.f_frsize)
     }
 
     /// Maps a peer's segment, checking that it is what this job expects.

@@ -33,6 +33,29 @@ import Testing
         #expect(apart.stderr.contains("2 ranks on 2 CPU(s) they may run on: waits spin"), "\(apart.stderr)")
     }
 
+    /// A /dev/shm of 4 MiB (a private mount, as in a small container) cannot hold four ranks'
+    /// segments: `auto` says so and goes over TCP, `shm` fails naming the rank and the shortfall,
+    /// and nothing dies of SIGBUS. Needs root and unshare (util-linux) for the mount.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+                   "needs root and /usr/bin/unshare to mount a small /dev/shm"))
+    func aSharedMemoryTooSmallForTheJobIsNamed() throws {
+        func inSmallSharedMemory(_ transport: String) throws -> ToolResult {
+            try runProcess("/usr/bin/unshare", ["-m", "/bin/sh", "-c", "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$@\"", "sh",
+                                                chorusExecutable, "bench", "--ranks", "4", "--transport", transport,
+                                                "-b", "8", "-e", "8", "-n", "2", "-w", "1", "--check"])
+        }
+        let auto = try inSmallSharedMemory("auto")
+        #expect(auto.status == 0, "\(auto.stderr)")
+        #expect(auto.stdout.contains("transport tcp"), "\(auto.stdout)")
+        #expect(auto.stdout.contains("# Out of bounds values : 0 OK"))
+        #expect(auto.stderr.contains("has no shared-memory segment") && auto.stderr.contains("of /dev/shm"), "\(auto.stderr)")
+        let shm = try inSmallSharedMemory("shm")
+        #expect(shm.status != 0)
+        #expect(shm.stderr.contains("CHORUS_TRANSPORT=shm: rank"), "\(shm.stderr)")
+        #expect(shm.stderr.contains("No space left on device"), "\(shm.stderr)")
+        #expect(!shm.stderr.contains("signal 7"), "\(shm.stderr)")
+    }
+
     @Test func aKilledRankIsNamedByTheOthers() throws {
         let (pid, survivors) = try killRankOneMidCollective(environment: [:])
         for (status, text) in survivors {

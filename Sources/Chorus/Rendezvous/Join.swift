@@ -18,20 +18,27 @@ struct PeerInfo: Equatable, Sendable {
     /// empty: `auto` uses it only when every rank has the same one. Learnt in a second round,
     /// only for jobs on several hosts.
     var fabric: String = ""
+    /// Why this rank has no shared-memory segment for a job on one host (such as a full
+    /// /dev/shm), or empty: it has one, or none was asked for.
+    var sharedMemoryTrouble: String = ""
 
     /// What the first round publishes (`fabric` comes in the second).
-    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)".utf8) }
+    var encoded: [UInt8] {
+        let trouble = sharedMemoryTrouble.map { $0 == "\t" || $0.isNewline ? " " : $0 }
+        return Array("\(hostID)\t\(pid)\t\(processToken)\t\(String(trouble))".utf8)
+    }
 
-    init(hostID: String, pid: Int32, processToken: UInt64) {
+    init(hostID: String, pid: Int32, processToken: UInt64, sharedMemoryTrouble: String = "") {
         self.hostID = hostID
         self.pid = pid
         self.processToken = processToken
+        self.sharedMemoryTrouble = sharedMemoryTrouble
     }
 
     init?(decoding bytes: [UInt8]) {
         let parts = bytes.utf8String.split(separator: "\t", omittingEmptySubsequences: false)
-        guard parts.count == 3, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
-        self.init(hostID: String(parts[0]), pid: pid, processToken: token)
+        guard parts.count == 4, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
+        self.init(hostID: String(parts[0]), pid: pid, processToken: token, sharedMemoryTrouble: String(parts[3]))
     }
 
     /// This process: the host is the boot id plus the network namespace, since network-namespace
@@ -115,17 +122,19 @@ extension Communicator {
         let client = try RendezvousClient(address: address, rank: rank, size: size, token: token, deadline: deadline)
         // This rank's shared-memory segment exists before anyone learns of it, so peers on this
         // host can map it as soon as the gather below returns.
+        // A rank that cannot make one says why in its peer description, so every rank decides
+        // alike: `auto` goes over TCP instead, `shm` fails naming the rank and the reason.
         var segment: SharedSegmentHandle?
+        var me = PeerInfo.current(configuration: configuration)
         if size > 1 && (configuration.transport == "auto" || configuration.transport == "shm") {
             do {
                 segment = try SharedSegmentHandle(job: client.nonce, rank: rank, ranks: size)
             } catch {
-                if configuration.transport == "shm" { throw .unsupported("CHORUS_TRANSPORT=shm: rank \(rank): \(error)") }
+                me.sharedMemoryTrouble = "\(error)"
                 log(.info, "shared memory is not available here: \(error)")
             }
         }
         defer { segment?.discard() }
-        let me = PeerInfo.current(configuration: configuration)
         try client.set("peer/\(rank)", me.encoded)
         let raw = try client.gather("peer")
         var peers: [PeerInfo] = []
@@ -354,6 +363,9 @@ extension Communicator {
                 let other = hosts.firstIndex { $0 != hosts[0] }!
                 throw .unsupported("CHORUS_TRANSPORT=shm needs every rank on one host, but ranks 0 and \(other) run on different hosts (\(peers[0].hostID) and \(peers[other].hostID); CHORUS_HOSTID overrides)")
             }
+            if let without = peers.firstIndex(where: { !$0.sharedMemoryTrouble.isEmpty }) {
+                throw .unsupported("CHORUS_TRANSPORT=shm: rank \(without) has no shared-memory segment: \(peers[without].sharedMemoryTrouble)")
+            }
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=shm: all \(size) ranks use shared memory") }
             return .sharedMemory
         case "auto":
@@ -362,6 +374,12 @@ extension Communicator {
                 return .inProcess
             }
             if hostCount == 1 {
+                if let without = peers.firstIndex(where: { !$0.sharedMemoryTrouble.isEmpty }) {
+                    if rank == 0 {
+                        log(.warn, "all \(size) ranks run on this host, but rank \(without) has no shared-memory segment (\(peers[without].sharedMemoryTrouble)): using TCP")
+                    }
+                    return .tcp
+                }
                 if rank == 0 { log(.info, "all \(size) ranks run on this host in separate processes: using shared memory") }
                 return .sharedMemory
             }
