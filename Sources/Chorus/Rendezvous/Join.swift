@@ -269,16 +269,26 @@ extension Communicator {
         var shared: SharedMemoryTransport?
         var segment: SharedSegmentHandle?
         defer { segment?.discard() }
+        var trouble = ""
         if local.count > 1 {
             do {
                 segment = try SharedSegmentHandle(job: client.nonce, rank: localIndex, ranks: local.count)
             } catch {
-                throw .unsupported("rank \(rank) cannot create shared memory for the \(local.count) ranks of its host: \(error)")
+                trouble = "\(error)"
             }
         }
-        // Everyone's segment exists before anyone maps: publish, then gather.
-        try client.set("mixed-shm/\(rank)", Array((segment == nil ? "none" : "ready").utf8))
-        _ = try client.gather("mixed-shm")
+        // Everyone's segment exists before anyone maps: publish, then gather. A host where a
+        // rank could not make one (such as a full /dev/shm) uses the network between its own
+        // ranks too; every rank of it reads the same answers, so they all decide alike.
+        try client.set("mixed-shm/\(rank)", Array((segment == nil ? "none \(trouble)" : "ready").utf8))
+        let published = try client.gather("mixed-shm").map(\.utf8String)
+        if local.count > 1, let without = local.first(where: { published[$0] != "ready" }) {
+            if rank == local[0] {
+                log(.warn, "rank \(without) has no shared-memory segment (\(published[without].dropFirst("none ".count))): the \(local.count) ranks of its host use \(network.rawValue) between them too")
+            }
+            segment?.discard()
+            segment = nil
+        }
         var status = "ok"
         if let own = segment {
             do {
@@ -305,8 +315,10 @@ extension Communicator {
         if let shared {
             members.append(shared)
             for (i, r) in local.enumerated() where r != rank { routes[r] = PeerRoutedTransport.Route(member: 1, rank: i) }
+            log(.info, "shared memory with rank(s) \(local.filter { $0 != rank }.map(String.init).joined(separator: ", ")) on this host; \(network.rawValue) with the \(size - local.count) rank(s) on other hosts")
+        } else {
+            log(.info, "\(network.rawValue) with all \(size - 1) peer(s)")
         }
-        log(.info, "shared memory with rank(s) \(local.filter { $0 != rank }.map(String.init).joined(separator: ", ")) on this host; \(network.rawValue) with the \(size - local.count) rank(s) on other hosts")
         return PeerRoutedTransport(rank: rank, size: size, members: members, routes: routes)
     }
 
