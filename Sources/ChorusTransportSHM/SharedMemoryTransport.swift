@@ -800,6 +800,10 @@ public final class SharedSegmentHandle: @unchecked Sendable {
         segment = try SharedSegment.create(job: job, rank: rank, ranks: ranks)
     }
 
+    /// Reserves the segment's memory and maps all of it (`SharedSegment.reserve`): call once
+    /// the job is to use shared memory, before the transport is made.
+    public func reserve() throws { try segment.reserve() }
+
     /// Removes the name (mappings stay valid). Call once every peer has mapped it.
     public func unlink() {
         if linked { segment.unlink() }

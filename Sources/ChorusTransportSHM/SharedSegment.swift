@@ -72,20 +72,9 @@ struct SharedSegment {
             shm_unlink(name)
             throw e
         }
-        // Reserved now: a /dev/shm too small for the job (a container's is often 64 MiB) fails
-        // here, with its size, instead of as SIGBUS when a peer first writes a ring's far end.
-        let reserved = posix_fallocate(fd, 0, off_t(bytes))
-        guard reserved == 0 else {
-            shm_unlink(name)
-            throw TransportError(.connect, syscall: "posix_fallocate", code: reserved,
-                                 "cannot reserve \(bytes) bytes for the shared-memory segment \(name): \(String(cString: strerror(reserved))); "
-                                 + "a job of \(ranks) ranks on one host needs about \(ranks * bytes) bytes of /dev/shm\(Self.sharedMemoryFree().map { ", which has \($0) free" } ?? "") "
-                                 + "(enlarge it, such as docker run --shm-size, or run fewer ranks per host)")
-        }
-        // Populated now, here and where peers map it: otherwise the first lap through each ring
-        // takes a page fault every 64 small messages (about 1,000 faults in the first 16,384
-        // 8-byte all-reduces of a 2-rank job, each a few microseconds on a VM).
-        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0), p != MAP_FAILED else {
+        // Sparse until `reserve`: before rendezvous a rank does not know whether the job is on
+        // one host, and a job on several makes smaller segments for each host's ranks.
+        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
             let e = Syscall.shmError("mmap", "cannot map the shared-memory segment \(name)")
             shm_unlink(name)
             throw e
@@ -102,6 +91,30 @@ struct SharedSegment {
         s.word(0).pointee = magic   // last: a peer that sees the magic sees the rest
         return s
     }
+
+    /// Reserves this rank's own segment's memory in /dev/shm and maps all of it here, once the
+    /// job is to use it. A /dev/shm too small for the job (a container's is often 64 MiB) fails
+    /// here, with the sizes, instead of as SIGBUS when a peer first writes a ring's far end; and
+    /// the first lap through each ring takes no page faults (without this, one every 64 small
+    /// messages: about 1,000 in the first 16,384 8-byte all-reduces of a 2-rank job).
+    func reserve() throws {
+        let name = Self.name(job: job, rank: owner, pid: creatorPid)
+        let fd = shm_open(name, O_RDWR | O_CLOEXEC, 0)
+        guard fd >= 0 else { throw Syscall.shmError("shm_open", "cannot open this rank's shared-memory segment \(name) to reserve it") }
+        defer { close(fd) }
+        let reserved = posix_fallocate(fd, 0, off_t(bytes))
+        guard reserved == 0 else {
+            throw TransportError(.connect, syscall: "posix_fallocate", code: reserved,
+                                 "cannot reserve \(bytes) bytes for the shared-memory segment \(name): \(String(cString: strerror(reserved))); "
+                                 + "a job of \(ranks) ranks on one host needs about \(ranks * bytes) bytes of /dev/shm\(Self.sharedMemoryFree().map { ", which has \($0) free" } ?? "") "
+                                 + "(enlarge it, such as docker run --shm-size, or run fewer ranks per host)")
+        }
+        // Kernels before 5.14 lack MADV_POPULATE_WRITE; their pages then map on first use.
+        _ = madvise(base, bytes, Self.populateWrite)
+    }
+
+    /// `MADV_POPULATE_WRITE` (Linux 5.14): map every page of a range, writable.
+    static let populateWrite: Int32 = 23
 
     /// Bytes free in /dev/shm, or `nil` where it cannot be read.
     static func sharedMemoryFree() -> Int? {
@@ -125,6 +138,7 @@ struct SharedSegment {
         guard Int(st.st_size) == bytes else {
             throw TransportError(.protocolViolation, peer: rank, "rank \(rank)'s shared-memory segment \(name) has \(st.st_size) bytes where \(bytes) were expected")
         }
+        // Mapped in full at once, as the owner's own mapping (`reserve`).
         guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0), p != MAP_FAILED else {
             throw Syscall.shmError("mmap", "cannot map rank \(rank)'s shared-memory segment \(name)", peer: rank)
         }

@@ -168,6 +168,22 @@ extension Communicator {
             guard let own = segment else {
                 throw .unsupported("rank \(rank) could not create a shared-memory segment (see the INFO log with CHORUS_DEBUG=INFO)")
             }
+            // Reserve this rank's segment and tell the others how it went: a peer's segment is
+            // touched only once every rank has reserved its own (touching an unreserved page of
+            // a full /dev/shm is SIGBUS). Every rank reads the same answers, so under auto all
+            // go over TCP when one could not.
+            var reservation = "ok"
+            do { try own.reserve() } catch { reservation = "\(error)" }
+            try client.set("shm-reserved/\(rank)", Array(reservation.utf8))
+            let reservations = try client.gather("shm-reserved").map(\.utf8String)
+            if let bad = reservations.firstIndex(where: { $0 != "ok" }) {
+                guard configuration.transport == "auto" else {
+                    throw .transport("rank \(bad) could not set up the job's shared memory: \(reservations[bad])")
+                }
+                if rank == 0 { log(.warn, "rank \(bad) could not set up the job's shared memory (\(reservations[bad])): using TCP") }
+                transport = try Self.connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
+                break
+            }
             // Map every peer's segment, tell the others how it went, and unlink the names once
             // every rank has mapped them (from then on a crash leaves nothing in /dev/shm).
             var mapped: SharedMemoryTransport?
@@ -181,6 +197,12 @@ extension Communicator {
             try client.set("shm/\(rank)", Array(status.utf8))
             let statuses = try client.gather("shm").map(\.utf8String)
             if let bad = statuses.firstIndex(where: { $0 != "ok" }) {
+                // The transport unmaps this rank's segment as it closes: the handle must not again.
+                if let m = mapped {
+                    own.unlink()
+                    m.close()
+                    segment = nil
+                }
                 throw .transport("rank \(bad) could not map the job's shared memory: \(statuses[bad])")
             }
             own.unlink()
@@ -273,7 +295,10 @@ extension Communicator {
         if local.count > 1 {
             do {
                 segment = try SharedSegmentHandle(job: client.nonce, rank: localIndex, ranks: local.count)
+                try segment?.reserve()
             } catch {
+                segment?.discard()
+                segment = nil
                 trouble = "\(error)"
             }
         }
