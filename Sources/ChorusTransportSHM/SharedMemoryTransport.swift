@@ -663,6 +663,13 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             if incoming[peer] == nil { incoming[peer] = start(peer: peer, stream: stream, tag: tag, total: total) }
             var m = incoming[peer]!
+            if case .unexpected(let u) = m.target, let claimant = u.claimant, claimant.length == total, let staged = u.buffer {
+                // A receive claimed the message while it arrived: the part kept so far goes to
+                // it now, the rest straight out of the ring (not all of it through memory first).
+                if m.received > 0 { Self.place(staged, bytes: m.received, into: claimant, at: 0, streaming: large) }
+                _ = matcher.completed(u, peer: peer, stream: stream)
+                m.target = .request(claimant)
+            }
             switch m.target {
             case .request(let r):
                 // Straight out of the ring (fragments are whole elements of any type). The copy

@@ -1,0 +1,63 @@
+import ChorusTransport
+@testable import ChorusTransportSHM
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+
+/// Two ranks of the shared-memory transport in this process, driven step by step.
+@Suite(.serialized) struct SharedMemoryTransportTests {
+    /// A message larger than the ring arrives before its receive is posted; the receive is
+    /// posted while the rest is still to come. What was kept goes to it, the rest straight out
+    /// of the ring, and all of it lands: copied, or combined with the operand.
+    @Test(arguments: [false, true])
+    func aReceivePostedWhileItsMessageArrivesGetsAllOfIt(reducing: Bool) throws {
+        let job = UInt64.random(in: 1...UInt64.max)
+        let pid = getpid()
+        let handles = try (0..<2).map { try SharedSegmentHandle(job: job, rank: $0, ranks: 2) }
+        for h in handles { try h.reserve() }
+        let t = try (0..<2).map { try SharedMemoryTransport(own: handles[$0], rank: $0, size: 2, job: job, pids: [pid, pid]) }
+        defer {
+            for x in t { x.close() }   // unmaps both segments
+            for h in handles { h.unlink() }
+        }
+
+        let count = (2 << 20) / 4 + 3   // int32 elements: more than the 1 MiB ring holds
+        let bytes = count * 4
+        let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let target = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let operand = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { source.deallocate(); target.deallocate(); operand.deallocate() }
+        for i in 0..<count {
+            source.storeBytes(of: Int32(truncatingIfNeeded: i &* 7 &+ 1), toByteOffset: i * 4, as: Int32.self)
+            operand.storeBytes(of: Int32(truncatingIfNeeded: 1000 &- i), toByteOffset: i * 4, as: Int32.self)
+            target.storeBytes(of: -1, toByteOffset: i * 4, as: Int32.self)
+        }
+
+        try t[1].postSend(TransportRequest(peer: 0, stream: 1, region: TransportRegion(base: source, length: bytes), offset: 0,
+                                           length: bytes, tag: 9, id: 1))
+        var sent: [TransportCompletion] = [], received: [TransportCompletion] = []
+        try t[1].progress(&sent)       // fills the ring
+        try t[0].progress(&received)   // kept: no receive yet
+        #expect(received.isEmpty)
+        var receive = TransportRequest(peer: 1, stream: 1, region: TransportRegion(base: target, length: bytes), offset: 0,
+                                       length: bytes, tag: 9, id: 2)
+        if reducing {
+            receive.reduction = ReceiveReduction(operand: operand, kernelOp: 0 /* sum */, kernelType: 6 /* int32 */, elementSize: 4)
+        }
+        try t[0].postReceive(receive)
+        for _ in 0..<100_000 where received.isEmpty {
+            try t[1].progress(&sent)
+            try t[0].progress(&received)
+        }
+        #expect(received.map(\.id) == [2])
+        #expect(received.first?.length == bytes)
+        var wrong = 0
+        for i in 0..<count {
+            let s = source.load(fromByteOffset: i * 4, as: Int32.self)
+            let expected = reducing ? s &+ operand.load(fromByteOffset: i * 4, as: Int32.self) : s
+            if target.load(fromByteOffset: i * 4, as: Int32.self) != expected { wrong += 1 }
+        }
+        #expect(wrong == 0)
+    }
+}
