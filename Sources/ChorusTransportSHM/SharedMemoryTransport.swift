@@ -646,7 +646,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
             }
             let large = total >= Self.streamingMessage
             let layout = large ? record.load(fromByteOffset: Ring.layoutOffset, as: UInt64.self) : 0
-            let payloadAt = large ? Int(truncatingIfNeeded: layout >> 8) : Ring.headerBytes
+            let payloadAt = large ? Ring.payloadAt(layout: layout) : Ring.headerBytes
             guard Ring.payloadStarts.contains(payloadAt) else {
                 throw TransportError(.protocolViolation, peer: peer, "shm: rank \(peer) wrote a malformed record (payload at byte \(payloadAt))")
             }
@@ -678,7 +678,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
                     let start = large ? ElapsedTime.now() : nil
                     Self.place(data, bytes: payload, into: r, at: m.received, streaming: large)
                     if let start {
-                        readCosts[peer].record(streaming: layout & 1 == 1,
+                        readCosts[peer].record(streaming: Ring.isStreaming(layout: layout),
                                                bytes: payload, nanoseconds: Self.nanoseconds(since: start))
                         if m.received + payload == m.total { ring.readCost = readCosts[peer] }
                     }

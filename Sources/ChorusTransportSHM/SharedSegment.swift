@@ -319,6 +319,10 @@ struct Ring {
     /// matching:)`), so that the copies into and out of the ring run on whole lines, and the
     /// copy that writes both the ring and a send's carried copy reads its source once.
     static func largeFragment(streaming: Bool, payloadAt: Int) -> UInt64 { UInt64(payloadAt) << 8 | (streaming ? 1 : 0) }
+    /// Where a large fragment's layout word says its payload starts (checked by the reader
+    /// against `payloadStarts`), and whether it was written with streaming stores.
+    static func payloadAt(layout: UInt64) -> Int { Int(truncatingIfNeeded: (layout >> 8) & 0xFF) }
+    static func isStreaming(layout: UInt64) -> Bool { layout & 1 == 1 }
     static let payloadStarts = headerBytes...(headerBytes + 63)
 
     /// Where a large fragment's payload starts in its (64-byte aligned) record so that it lies

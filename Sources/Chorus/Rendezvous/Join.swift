@@ -18,27 +18,20 @@ struct PeerInfo: Equatable, Sendable {
     /// empty: `auto` uses it only when every rank has the same one. Learnt in a second round,
     /// only for jobs on several hosts.
     var fabric: String = ""
-    /// Why this rank has no shared-memory segment for a job on one host (such as a full
-    /// /dev/shm), or empty: it has one, or none was asked for.
-    var sharedMemoryTrouble: String = ""
 
     /// What the first round publishes (`fabric` comes in the second).
-    var encoded: [UInt8] {
-        let trouble = sharedMemoryTrouble.map { $0 == "\t" || $0.isNewline ? " " : $0 }
-        return Array("\(hostID)\t\(pid)\t\(processToken)\t\(String(trouble))".utf8)
-    }
+    var encoded: [UInt8] { Array("\(hostID)\t\(pid)\t\(processToken)".utf8) }
 
-    init(hostID: String, pid: Int32, processToken: UInt64, sharedMemoryTrouble: String = "") {
+    init(hostID: String, pid: Int32, processToken: UInt64) {
         self.hostID = hostID
         self.pid = pid
         self.processToken = processToken
-        self.sharedMemoryTrouble = sharedMemoryTrouble
     }
 
     init?(decoding bytes: [UInt8]) {
         let parts = bytes.utf8String.split(separator: "\t", omittingEmptySubsequences: false)
-        guard parts.count == 4, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
-        self.init(hostID: String(parts[0]), pid: pid, processToken: token, sharedMemoryTrouble: String(parts[3]))
+        guard parts.count == 3, let pid = Int32(parts[1]), let token = UInt64(parts[2]) else { return nil }
+        self.init(hostID: String(parts[0]), pid: pid, processToken: token)
     }
 
     /// This process: the host is the boot id plus the network namespace, since network-namespace
@@ -122,19 +115,19 @@ extension Communicator {
         let client = try RendezvousClient(address: address, rank: rank, size: size, token: token, deadline: deadline)
         // This rank's shared-memory segment exists before anyone learns of it, so peers on this
         // host can map it as soon as the gather below returns.
-        // A rank that cannot make one says why in its peer description, so every rank decides
-        // alike: `auto` goes over TCP instead, `shm` fails naming the rank and the reason.
+        // A rank that cannot make one says why when the ranks reserve their segments (below).
         var segment: SharedSegmentHandle?
-        var me = PeerInfo.current(configuration: configuration)
+        var segmentTrouble = "no shared-memory segment was made"
         if size > 1 && (configuration.transport == "auto" || configuration.transport == "shm") {
             do {
                 segment = try SharedSegmentHandle(job: client.nonce, rank: rank, ranks: size)
             } catch {
-                me.sharedMemoryTrouble = "\(error)"
+                segmentTrouble = "\(error)"
                 log(.info, "shared memory is not available here: \(error)")
             }
         }
         defer { segment?.discard() }
+        let me = PeerInfo.current(configuration: configuration)
         try client.set("peer/\(rank)", me.encoded)
         let raw = try client.gather("peer")
         var peers: [PeerInfo] = []
@@ -165,15 +158,16 @@ extension Communicator {
         case .inProcess:
             transport = InProcessJobs.transport(job: client.nonce, size: size, rank: rank)
         case .sharedMemory:
-            guard let own = segment else {
-                throw .unsupported("rank \(rank) could not create a shared-memory segment (see the INFO log with CHORUS_DEBUG=INFO)")
-            }
-            // Reserve this rank's segment and tell the others how it went: a peer's segment is
-            // touched only once every rank has reserved its own (touching an unreserved page of
-            // a full /dev/shm is SIGBUS). Every rank reads the same answers, so under auto all
-            // go over TCP when one could not.
+            // Reserve this rank's segment and tell the others how it went (or why it has none):
+            // a peer's segment is touched only once every rank has reserved its own (touching an
+            // unreserved page of a full /dev/shm is SIGBUS). Every rank reads the same answers,
+            // so under auto all go over TCP when one could not.
             var reservation = "ok"
-            do { try own.reserve() } catch { reservation = "\(error)" }
+            if let own = segment {
+                do { try own.reserve() } catch { reservation = "\(error)" }
+            } else {
+                reservation = segmentTrouble
+            }
             try client.set("shm-reserved/\(rank)", Array(reservation.utf8))
             let reservations = try client.gather("shm-reserved").map(\.utf8String)
             if let bad = reservations.firstIndex(where: { $0 != "ok" }) {
@@ -184,6 +178,7 @@ extension Communicator {
                 transport = try Self.connectTCP(rank: rank, size: size, client: client, configuration: configuration, deadline: deadline, log: log)
                 break
             }
+            let own = segment!   // every rank reserved one
             // Map every peer's segment, tell the others how it went, and unlink the names once
             // every rank has mapped them (from then on a crash leaves nothing in /dev/shm).
             var mapped: SharedMemoryTransport?
@@ -400,9 +395,6 @@ extension Communicator {
                 let other = hosts.firstIndex { $0 != hosts[0] }!
                 throw .unsupported("CHORUS_TRANSPORT=shm needs every rank on one host, but ranks 0 and \(other) run on different hosts (\(peers[0].hostID) and \(peers[other].hostID); CHORUS_HOSTID overrides)")
             }
-            if let without = peers.firstIndex(where: { !$0.sharedMemoryTrouble.isEmpty }) {
-                throw .unsupported("CHORUS_TRANSPORT=shm: rank \(without) has no shared-memory segment: \(peers[without].sharedMemoryTrouble)")
-            }
             if rank == 0 { log(.info, "CHORUS_TRANSPORT=shm: all \(size) ranks use shared memory") }
             return .sharedMemory
         case "auto":
@@ -411,12 +403,6 @@ extension Communicator {
                 return .inProcess
             }
             if hostCount == 1 {
-                if let without = peers.firstIndex(where: { !$0.sharedMemoryTrouble.isEmpty }) {
-                    if rank == 0 {
-                        log(.warn, "all \(size) ranks run on this host, but rank \(without) has no shared-memory segment (\(peers[without].sharedMemoryTrouble)): using TCP")
-                    }
-                    return .tcp
-                }
                 if rank == 0 { log(.info, "all \(size) ranks run on this host in separate processes: using shared memory") }
                 return .sharedMemory
             }
