@@ -60,4 +60,47 @@ import Testing
         }
         #expect(wrong == 0)
     }
+
+    /// A send stopped at `largeFragmentsPerPass` with room left in the ring goes on at the next
+    /// `progress`: the rank must not sleep in between, since no peer would wake it (the peer
+    /// rings only for room freed after the sender found the ring full). Rank 0 does nothing
+    /// until rank 1 has been told to wait once; with the wait sleeping, it would have returned
+    /// only at its deadline a minute later.
+    @Test func aSendPausedAtThePassLimitDoesNotSleep() throws {
+        let job = UInt64.random(in: 1...UInt64.max)
+        let pid = getpid()
+        let handles = try (0..<2).map { try SharedSegmentHandle(job: job, rank: $0, ranks: 2) }
+        for h in handles { try h.reserve() }
+        let t = try (0..<2).map { try SharedMemoryTransport(own: handles[$0], rank: $0, size: 2, job: job, pids: [pid, pid]) }
+        defer {
+            for x in t { x.close() }
+            for h in handles { h.unlink() }
+        }
+        #expect(SharedMemoryTransport.largeFragmentsPerPass < 4)   // fewer than the ring holds
+
+        let bytes = 2 << 20
+        let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let target = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { source.deallocate(); target.deallocate() }
+        for i in 0..<bytes { source.storeBytes(of: UInt8(truncatingIfNeeded: i &* 31 &+ 5), toByteOffset: i, as: UInt8.self) }
+        target.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+
+        try t[1].postSend(TransportRequest(peer: 0, stream: 1, region: TransportRegion(base: source, length: bytes), offset: 0,
+                                           length: bytes, tag: 4, id: 1))
+        var sent: [TransportCompletion] = [], received: [TransportCompletion] = []
+        try t[1].progress(&sent)   // stops at the pass limit, the ring half empty
+        let start = ContinuousClock.now
+        try t[1].waitForActivity(until: start + .seconds(60))
+        #expect(ContinuousClock.now - start < .seconds(30))
+
+        try t[0].postReceive(TransportRequest(peer: 1, stream: 1, region: TransportRegion(base: target, length: bytes), offset: 0,
+                                              length: bytes, tag: 4, id: 2))
+        for _ in 0..<100_000 where received.isEmpty || sent.isEmpty {
+            try t[1].progress(&sent)
+            try t[0].progress(&received)
+        }
+        #expect(sent.map(\.id) == [1])
+        #expect(received.map(\.id) == [2])
+        #expect(memcmp(source, target, bytes) == 0)
+    }
 }
