@@ -159,17 +159,19 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// written into them the way `ringWriteModes` finds cheaper.
     static let streamingMessage = 1 << 20
     /// Per peer and pass of `progress`, how many fragments of large messages a rank writes into
-    /// the peer's ring, and how many it copies out of the peer's ring into this rank; a
-    /// fragment copied out frees its room at once (the tail is stored after each). Both ranks
-    /// of an exchange so alternate between writing a fragment or two and reading one or two,
-    /// each finding the other's latest fragment still in the shared cache and room already
-    /// freed for its next. Without a limit each wrote a whole ring (four fragments, 1 MiB for 2
-    /// to 8 ranks: twice the development VM's L2 per core) and then read a whole ring, and
-    /// freed the room only at the end of it. A
-    /// 2-rank 256 MiB all-gather, out of place: median busbw 3.75 GB/s without the limit, 4.31
-    /// with 2 (twelve alternating runs; the limit was ahead in 15 of 20 pairs over two rounds),
-    /// while 1, and 2 with half-size fragments, measured as without it.
-    static let largeFragmentsPerPass = 2
+    /// the peer's ring, and how many it copies out of the peer's ring into this rank, when
+    /// every rank has a core (`waitsSpin`); a fragment copied out frees its room at once (the
+    /// tail is stored after each). Both ranks of an exchange so alternate between writing a
+    /// fragment or two and reading one or two, each finding the other's latest fragment still
+    /// in the shared cache and room already freed for its next. Without a limit each wrote a
+    /// whole ring (four fragments, 1 MiB for 2 to 8 ranks: twice the development VM's L2 per
+    /// core), then read a whole ring, and freed the room only at the end of it. A 2-rank
+    /// 256 MiB all-gather, out of place: median busbw 3.75 GB/s without the limit, 4.31 with 2
+    /// (twelve alternating runs; the limit was ahead in 15 of 20 pairs over two rounds), while
+    /// 1, and 2 with half-size fragments, measured as without it. Ranks that take turns on
+    /// cores do what they can in each turn instead: 4 ranks on 2 cores measured a 64 MiB
+    /// reduce-scatter at 1.48 GB/s without the limit and 1.39 with it (medians of five).
+    let largeFragmentsPerPass: Int
     /// How large messages are written into the rings: as `RingWriteMode` measures, or always
     /// one way (`CHORUS_SHM_RING_WRITES`, for reproducible comparisons).
     public enum RingWrites: String, Sendable {
@@ -220,6 +222,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         let usable = SharedSegment.cpusUsable(by: segments)
         cpus = usable > 0 ? usable : onlineCPUs
         waitsSpin = size <= cpus
+        largeFragmentsPerPass = waitsSpin ? 2 : .max
         // Whole cache lines, so a fragment is whole elements of every data type.
         fragmentBytes = (own.segment.ringBytes / 4 - Ring.payloadStarts.upperBound) & ~63
         outgoing = Array(repeating: [], count: size)
@@ -512,7 +515,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         var largeFragments = 0
         pushPaused[peer] = false
         while outgoingHead[peer] < outgoingCount[peer] {
-            guard largeFragments < Self.largeFragmentsPerPass else {
+            guard largeFragments < largeFragmentsPerPass else {
                 pushPaused[peer] = true
                 break
             }
@@ -628,7 +631,7 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
         // At most one ring's worth per call (the sender may go on writing meanwhile).
         let end = tail + capacity
         var largeFragments = 0
-        while tail < end && largeFragments < Self.largeFragmentsPerPass && ring.hasRecord(at: tail) {
+        while tail < end && largeFragments < largeFragmentsPerPass && ring.hasRecord(at: tail) {
             let position = UInt64(ring.offset(of: tail))
             let record = ring.data + Int(position)
             let length = record.load(fromByteOffset: 0, as: UInt64.self)
