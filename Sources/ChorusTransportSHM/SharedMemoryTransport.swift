@@ -168,7 +168,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// core), then read a whole ring, and freed the room only at the end of it. A 2-rank
     /// 256 MiB all-gather, out of place: median busbw 3.75 GB/s without the limit, 4.31 with 2
     /// (twelve alternating runs; the limit was ahead in 15 of 20 pairs over two rounds), while
-    /// 1, and 2 with half-size fragments, measured as without it. Ranks that take turns on
+    /// 1, and 2 with half-size fragments, measured as without it. (Which part of the change
+    /// gains is not settled: the same exchange in C, `Tools/Benchmarks/CopyLimit`, with room
+    /// freed slot by slot, measured alike with whole-ring and two-slot turns.) Ranks that take turns on
     /// cores do what they can in each turn instead: 4 ranks on 2 cores measured a 64 MiB
     /// reduce-scatter at 1.48 GB/s without the limit and 1.39 with it (medians of five).
     let largeFragmentsPerPass: Int
