@@ -170,9 +170,9 @@ public final class SharedMemoryTransport: Transport, @unchecked Sendable {
     /// (twelve alternating runs; the limit was ahead in 15 of 20 pairs over two rounds), while
     /// 1, and 2 with half-size fragments, measured as without it. (Which part of the change
     /// gains is not settled: the same exchange in C, `Tools/Benchmarks/CopyLimit`, with room
-    /// freed slot by slot, measured alike with whole-ring and two-slot turns.) Ranks that take turns on
-    /// cores do what they can in each turn instead: 4 ranks on 2 cores measured a 64 MiB
-    /// reduce-scatter at 1.48 GB/s without the limit and 1.39 with it (medians of five).
+    /// freed slot by slot, measured alike with whole-ring and two-slot turns.) Ranks that take
+    /// turns on cores do what they can in each turn instead: 4 ranks on 2 cores measured a
+    /// 64 MiB reduce-scatter at 1.48 GB/s without the limit and 1.39 with it (medians of five).
     let largeFragmentsPerPass: Int
     /// How large messages are written into the rings: as `RingWriteMode` measures, or always
     /// one way (`CHORUS_SHM_RING_WRITES`, for reproducible comparisons).
