@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "ChorusSimTests", dependencies: ["ChorusSim", "ChorusAlgorithms", "ChorusSelect"]),
         .testTarget(name: "ChorusExecTests", dependencies: ["ChorusExec", "ChorusAlgorithms"]),
         .testTarget(name: "ChorusTests", dependencies: ["Chorus"]),
-        .testTarget(name: "ChorusTransportSHMTests", dependencies: ["ChorusTransportSHM"]),
+        .testTarget(name: "ChorusTransportSHMTests", dependencies: ["ChorusTransportSHM", "CChorusSHM"]),
         .testTarget(name: "ChorusTransportTCPTests", dependencies: ["ChorusTransport", "ChorusTransportTCP"]),
         .testTarget(name: "ChorusTransportOFITests", dependencies: ["ChorusTransport", "ChorusTransportOFI"]),
         .testTarget(name: "ChorusTransportVerbsTests", dependencies: ["ChorusTransport", "ChorusTransportVerbs"]),
