@@ -8,20 +8,28 @@ import Testing
 
 /// Two ranks of the shared-memory transport in this process, driven step by step.
 @Suite(.serialized) struct SharedMemoryTransportTests {
-    /// A message larger than the ring arrives before its receive is posted; the receive is
-    /// posted while the rest is still to come. What was kept goes to it, the rest straight out
-    /// of the ring, and all of it lands: copied, or combined with the operand.
-    @Test(arguments: [false, true])
-    func aReceivePostedWhileItsMessageArrivesGetsAllOfIt(reducing: Bool) throws {
+    /// Ranks 0 and 1 of a fresh 2-rank job, their segments reserved; `close` undoes it.
+    private func twoRanks() throws -> ([SharedMemoryTransport], [SharedSegmentHandle]) {
         let job = UInt64.random(in: 1...UInt64.max)
         let pid = getpid()
         let handles = try (0..<2).map { try SharedSegmentHandle(job: job, rank: $0, ranks: 2) }
         for h in handles { try h.reserve() }
         let t = try (0..<2).map { try SharedMemoryTransport(own: handles[$0], rank: $0, size: 2, job: job, pids: [pid, pid]) }
-        defer {
-            for x in t { x.close() }   // unmaps both segments
-            for h in handles { h.unlink() }
-        }
+        return (t, handles)
+    }
+
+    private func close(_ t: [SharedMemoryTransport], _ handles: [SharedSegmentHandle]) {
+        for x in t { x.close() }   // unmaps both segments
+        for h in handles { h.unlink() }
+    }
+
+    /// A message larger than the ring arrives before its receive is posted; the receive is
+    /// posted while the rest is still to come. What was kept goes to it, the rest straight out
+    /// of the ring, and all of it lands: copied, or combined with the operand.
+    @Test(arguments: [false, true])
+    func aReceivePostedWhileItsMessageArrivesGetsAllOfIt(reducing: Bool) throws {
+        let (t, handles) = try twoRanks()
+        defer { close(t, handles) }
 
         let count = (2 << 20) / 4 + 3   // int32 elements: more than the 1 MiB ring holds
         let bytes = count * 4
@@ -69,15 +77,8 @@ import Testing
     /// only at its deadline a minute later. (The limit applies when every rank has a core.)
     @Test(.enabled(if: cpusThisProcessMayUse >= 2, "two ranks need a CPU each for the pass limit"))
     func aSendPausedAtThePassLimitDoesNotSleep() throws {
-        let job = UInt64.random(in: 1...UInt64.max)
-        let pid = getpid()
-        let handles = try (0..<2).map { try SharedSegmentHandle(job: job, rank: $0, ranks: 2) }
-        for h in handles { try h.reserve() }
-        let t = try (0..<2).map { try SharedMemoryTransport(own: handles[$0], rank: $0, size: 2, job: job, pids: [pid, pid]) }
-        defer {
-            for x in t { x.close() }
-            for h in handles { h.unlink() }
-        }
+        let (t, handles) = try twoRanks()
+        defer { close(t, handles) }
         #expect(t[1].largeFragmentsPerPass < 4)   // fewer fragments than the ring holds
 
         let bytes = 2 << 20
